@@ -1,0 +1,212 @@
+"""Parsing one ``lastOutgoingMessages`` response into the few facts the metrics need.
+
+The journal is imperfect input (GREEN-API issues #572, #474, #800): elements can be
+missing fields, carry ``null`` or wrong types, or the body can be cut short. This module
+never raises anything but :class:`InvalidJournal`, and only for a body that is not a JSON
+array at all; unusable elements are counted, not fatal.
+
+Only the fields that a metric needs are kept (no text, thumbnails or URLs), so a parsed
+journal is small even when the response carried megabytes of base64 previews.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+# Status values GREEN-API documents for the journal (and `failed`, from the status webhook).
+# Anything else becomes "other"; an empty or missing status becomes "unknown".
+KNOWN_STATUSES = frozenset(
+    {"pending", "sent", "delivered", "read", "failed", "noAccount", "notInGroup", "yellowCard"}
+)
+STATUS_UNKNOWN = "unknown"
+STATUS_OTHER = "other"
+
+# `typeMessage` is an open set; these are the documented values. Keeping the label bounded
+# protects Prometheus from a new type per release turning into unbounded cardinality.
+KNOWN_MESSAGE_TYPES = frozenset(
+    {
+        "textMessage",
+        "extendedTextMessage",
+        "imageMessage",
+        "videoMessage",
+        "documentMessage",
+        "audioMessage",
+        "locationMessage",
+        "contactMessage",
+        "contactsArrayMessage",
+        "pollMessage",
+        "pollUpdateMessage",
+        "reactionMessage",
+        "quotedMessage",
+        "stickerMessage",
+        "editedMessage",
+        "deletedMessage",
+        "buttonsMessage",
+        "listMessage",
+        "templateMessage",
+        "groupInviteMessage",
+        "interactiveButtons",
+    }
+)
+TYPE_UNKNOWN = "unknown"
+TYPE_OTHER = "other"
+
+# Order used when the same message appears twice in one response (the seed page's own
+# example does this): the later timestamp wins, then the further status.
+_STATUS_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+# Timestamps are UNIX seconds. A value beyond this is almost surely milliseconds or garbage.
+_MAX_TIMESTAMP = 100_000_000_000
+
+# Separates chatId and idMessage in a message key; neither ever contains it.
+KEY_SEPARATOR = "\x1f"
+
+
+class InvalidJournal(ValueError):
+    """The body is not a JSON array. The message never quotes the body (it may echo a URL)."""
+
+
+class JournalMessage(NamedTuple):
+    """One usable journal element, reduced to what the metrics need."""
+
+    key: str  # chatId + KEY_SEPARATOR + idMessage: idMessage is unique only within a chat
+    timestamp: int  # time of the last action on the message (moves on delivery and read)
+    status: str  # bounded: KNOWN_STATUSES, "unknown" or "other"
+    message_type: str  # bounded: KNOWN_MESSAGE_TYPES, "unknown" or "other"
+    send_by_api: bool
+    forwarded: bool
+
+
+@dataclass(frozen=True)
+class Journal:
+    """A parsed response: distinct messages, the raw element count and what was unusable."""
+
+    messages: tuple[JournalMessage, ...]
+    elements: int  # length of the JSON array, as the API sent it (for window_truncated)
+    invalid: int  # elements that could not be used
+
+
+def parse_journal(body: bytes | str) -> Journal:
+    """Parse a response body; raise :class:`InvalidJournal` if it is not a JSON array."""
+    data = _loads(body)
+    if not isinstance(data, list):
+        raise InvalidJournal(f"expected a JSON array, got a JSON {_json_type(data)}")
+    return journal_from_elements(data)
+
+
+def journal_from_elements(elements: list[object]) -> Journal:
+    """Reduce already-decoded journal elements; never raises."""
+    messages: dict[str, JournalMessage] = {}
+    invalid = 0
+    for element in elements:
+        message = parse_message(element)
+        if message is None:
+            invalid += 1
+            continue
+        previous = messages.get(message.key)
+        if previous is None or _supersedes(message, previous):
+            messages[message.key] = message
+    return Journal(messages=tuple(messages.values()), elements=len(elements), invalid=invalid)
+
+
+def parse_message(element: object) -> JournalMessage | None:
+    """One element, or None when it cannot be used (no object, no idMessage, no timestamp)."""
+    if not isinstance(element, Mapping):
+        return None
+    id_message = element.get("idMessage")
+    if not isinstance(id_message, str) or not id_message:
+        return None
+    timestamp = _timestamp(element.get("timestamp"))
+    if timestamp is None:
+        return None
+    chat_id = element.get("chatId")
+    if chat_id is None:
+        chat_id = ""
+    elif not isinstance(chat_id, str):
+        return None
+    extended = element.get("extendedTextMessage")
+    forwarded = element.get("isForwarded") is True or (
+        isinstance(extended, Mapping) and extended.get("isForwarded") is True
+    )
+    return JournalMessage(
+        key=chat_id + KEY_SEPARATOR + id_message,
+        timestamp=timestamp,
+        status=_bounded(element.get("statusMessage"), KNOWN_STATUSES, STATUS_UNKNOWN, STATUS_OTHER),
+        message_type=_bounded(
+            element.get("typeMessage"), KNOWN_MESSAGE_TYPES, TYPE_UNKNOWN, TYPE_OTHER
+        ),
+        send_by_api=element.get("sendByApi") is True,
+        forwarded=forwarded,
+    )
+
+
+def _bounded(value: object, known: frozenset[str], unknown: str, other: str) -> str:
+    if value is None or value == "":
+        return unknown
+    if isinstance(value, str) and value in known:
+        return value
+    return other
+
+
+def _timestamp(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        number = int(value)
+    elif isinstance(value, str) and value.isdigit() and len(value) <= 12:
+        number = int(value)
+    else:
+        return None
+    if 0 <= number < _MAX_TIMESTAMP:
+        return number
+    return None
+
+
+def _supersedes(new: JournalMessage, old: JournalMessage) -> bool:
+    if new.timestamp != old.timestamp:
+        return new.timestamp > old.timestamp
+    return _STATUS_RANK.get(new.status, -1) > _STATUS_RANK.get(old.status, -1)
+
+
+# A comma before a closing bracket, as in the API page's own example. Only tried after the
+# strict parse failed, so well-formed bodies never pay for it.
+_TRAILING_COMMA = re.compile(rb",\s*([\]}])")
+
+
+def _loads(body: bytes | str) -> object:
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as strict_error:
+        try:
+            return json.loads(_TRAILING_COMMA.sub(rb"\1", raw))
+        except (ValueError, RecursionError):
+            raise InvalidJournal(_describe(strict_error)) from None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+    if isinstance(error, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return "invalid JSON: not UTF-8 text"
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null"

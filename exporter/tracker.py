@@ -1,0 +1,255 @@
+"""State of one instance across polls: what has been counted, and the window as last seen.
+
+The journal is a sliding window, not a stream. Counting "messages sent" therefore means
+remembering which (chatId, idMessage) keys were already seen and which status each one
+reached; lags come from the API's own timestamps (``timestamp`` is the time of the last
+action, so it moves forward on delivery and on read).
+
+A :class:`MessageTracker` is owned by one poll at a time (the scheduler never runs two
+polls of an instance at once), and hands out immutable :class:`TrackerSnapshot` values
+that the collector reads from other threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.journal import Journal, JournalMessage
+
+LAG_BUCKETS: tuple[float, ...] = (
+    1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400,
+)  # fmt: skip
+
+# The progression that implies its predecessors: a message seen `read` was also delivered
+# and sent. Every other status only counts itself.
+CHAIN = ("sent", "delivered", "read")
+UNDELIVERED_STATUSES = frozenset({"sent", "pending", "unknown"})
+_SENDING = frozenset({"sent", "pending"})
+_DELIVERED = frozenset({"delivered", "read"})
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (``le`` order, without +Inf), their sum and total count."""
+
+    buckets: tuple[int, ...] = (0,) * len(LAG_BUCKETS)
+    count: int = 0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """The journal as the latest successful poll saw it."""
+
+    by_status_type: Mapping[tuple[str, str], int]
+    send_by_api: int
+    forwarded: int
+    messages: int
+    undelivered: int
+    oldest_undelivered_age: float
+    last_message_timestamp: int | None
+    truncated: bool
+    invalid: int
+
+
+@dataclass(frozen=True)
+class TrackerSnapshot:
+    """Counters kept across polls, plus the latest window. Never mutated once built."""
+
+    messages_total: Mapping[tuple[str, bool], int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # keyed by (message_type, send_by_api)
+    status_reached: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(CHAIN, 0))
+    )
+    forwarded_total: int = 0
+    delivery_lag: Histogram = field(default_factory=Histogram)
+    read_lag: Histogram = field(default_factory=Histogram)
+    window: WindowStats | None = None
+    tracked: int = 0
+
+
+class _LagHistogram:
+    """A mutable histogram owned by the tracker; frozen into :class:`Histogram` on publish."""
+
+    __slots__ = ("counts", "count", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(LAG_BUCKETS)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        index = bisect.bisect_left(LAG_BUCKETS, seconds)
+        if index < len(self.counts):
+            self.counts[index] += 1
+        self.count += 1
+        self.total += seconds
+
+    def freeze(self) -> Histogram:
+        cumulative: list[int] = []
+        running = 0
+        for value in self.counts:
+            running += value
+            cumulative.append(running)
+        return Histogram(buckets=tuple(cumulative), count=self.count, total=self.total)
+
+
+class _Tracked:
+    """What is remembered of one message. Slots keep it small: there can be millions."""
+
+    __slots__ = ("forwarded", "last_seen", "last_timestamp", "reached", "sent_timestamp")
+
+    def __init__(self, last_seen: int) -> None:
+        self.reached: frozenset[str] = frozenset()
+        self.sent_timestamp = 0  # first timestamp seen while sent/pending; 0 = never seen so
+        self.last_timestamp = 0
+        self.last_seen = last_seen  # poll time (exporter clock) when last in a response
+        self.forwarded = False
+
+
+def statuses_implied(status: str) -> tuple[str, ...]:
+    """The statuses a message at ``status`` has reached: ``read`` → sent, delivered, read."""
+    if status in CHAIN:
+        return CHAIN[: CHAIN.index(status) + 1]
+    return (status,)
+
+
+class MessageTracker:
+    """Counts distinct messages, status transitions and lags of one instance's journal.
+
+    ``baseline_before``: at the first observed journal, messages whose timestamp is older
+    than this are recorded but not counted, so that a restart does not replay a day of
+    traffic as a spike. ``None`` counts everything (used after restoring saved state).
+    """
+
+    def __init__(self, window: float, undelivered_after: float,
+                 baseline_before: float | None) -> None:  # fmt: skip
+        self.window = window
+        self.undelivered_after = undelivered_after
+        self._baseline_before = baseline_before
+        self._messages: dict[str, _Tracked] = {}
+        self._messages_total: dict[tuple[str, bool], int] = {}
+        self._status_reached: dict[str, int] = dict.fromkeys(CHAIN, 0)
+        self._forwarded_total = 0
+        self._delivery_lag = _LagHistogram()
+        self._read_lag = _LagHistogram()
+        self._window: WindowStats | None = None
+        self._window_keys: set[tuple[str, str]] = set()
+
+    def observe(self, journal: Journal, now: float, max_messages: int) -> TrackerSnapshot:
+        """Fold one successful poll into the counters and return the new snapshot."""
+        baseline = self._baseline_before
+        self._baseline_before = None  # the baseline applies to the first journal only
+        now_int = int(now)
+        for message in journal.messages:
+            self._observe_message(message, now_int, baseline)
+        self._forget(journal, now)
+        self._window = self._window_stats(journal, now, max_messages)
+        return self.snapshot()
+
+    def configure(self, window: float, undelivered_after: float) -> None:
+        """Apply changed settings after a reload; counters and tracked messages stay."""
+        self.window = window
+        self.undelivered_after = undelivered_after
+
+    def snapshot(self) -> TrackerSnapshot:
+        return TrackerSnapshot(
+            messages_total=MappingProxyType(dict(self._messages_total)),
+            status_reached=MappingProxyType(dict(self._status_reached)),
+            forwarded_total=self._forwarded_total,
+            delivery_lag=self._delivery_lag.freeze(),
+            read_lag=self._read_lag.freeze(),
+            window=self._window,
+            tracked=len(self._messages),
+        )
+
+    def _observe_message(self, message: JournalMessage, now: int, baseline: float | None) -> None:
+        tracked = self._messages.get(message.key)
+        counting = True
+        if tracked is None:
+            tracked = _Tracked(now)
+            self._messages[message.key] = tracked
+            counting = baseline is None or message.timestamp >= baseline
+            if counting:
+                kind = (message.message_type, message.send_by_api)
+                self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
+        tracked.last_seen = now
+        if message.timestamp > tracked.last_timestamp:
+            tracked.last_timestamp = message.timestamp
+
+        if message.forwarded and not tracked.forwarded:
+            tracked.forwarded = True
+            if counting:
+                self._forwarded_total += 1
+
+        status = message.status
+        if status in _SENDING and not tracked.sent_timestamp:
+            tracked.sent_timestamp = message.timestamp
+
+        implied = statuses_implied(status)
+        new = [s for s in implied if s not in tracked.reached]
+        if not new:
+            return
+        tracked.reached = tracked.reached.union(new)
+        if counting:
+            for reached in new:
+                self._status_reached[reached] = self._status_reached.get(reached, 0) + 1
+        sent_at = tracked.sent_timestamp
+        if not sent_at or status not in _DELIVERED:
+            return
+        lag = message.timestamp - sent_at
+        if lag < 0:  # clocks disagree or the journal is wrong: no honest lag to record
+            return
+        if "delivered" in new:
+            self._delivery_lag.observe(lag)
+        if "read" in new:
+            self._read_lag.observe(lag)
+
+    def _forget(self, journal: Journal, now: float) -> None:
+        """Drop messages that left the window. One missing from a single response (the
+        journal loses messages now and then) is kept while its timestamp is in the window,
+        so that it is not counted again when it comes back."""
+        horizon = now - self.window
+        present = {message.key for message in journal.messages}
+        stale = [
+            key
+            for key, tracked in self._messages.items()
+            if key not in present and (tracked.last_timestamp < horizon or tracked.last_seen < horizon)
+        ]
+        for key in stale:
+            del self._messages[key]
+
+    def _window_stats(self, journal: Journal, now: float, max_messages: int) -> WindowStats:
+        counts: dict[tuple[str, str], int] = dict.fromkeys(self._window_keys, 0)
+        send_by_api = forwarded = undelivered = 0
+        oldest_undelivered: int | None = None
+        newest: int | None = None
+        undelivered_before = now - self.undelivered_after
+        for message in journal.messages:
+            pair = (message.status, message.message_type)
+            counts[pair] = counts.get(pair, 0) + 1
+            send_by_api += message.send_by_api
+            forwarded += message.forwarded
+            if newest is None or message.timestamp > newest:
+                newest = message.timestamp
+            if message.status in UNDELIVERED_STATUSES and message.timestamp < undelivered_before:
+                undelivered += 1
+                if oldest_undelivered is None or message.timestamp < oldest_undelivered:
+                    oldest_undelivered = message.timestamp
+        # Combinations seen once stay as 0 rather than vanish, so graphs drop to zero.
+        self._window_keys.update(counts)
+        return WindowStats(
+            by_status_type=MappingProxyType(counts),
+            send_by_api=send_by_api,
+            forwarded=forwarded,
+            messages=len(journal.messages),
+            undelivered=undelivered,
+            oldest_undelivered_age=0.0 if oldest_undelivered is None else now - oldest_undelivered,
+            last_message_timestamp=newest,
+            truncated=journal.elements >= max_messages,
+            invalid=journal.invalid,
+        )

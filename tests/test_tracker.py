@@ -1,0 +1,269 @@
+"""State across polls: counting distinct messages, statuses reached, lags and forgetting."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.journal import journal_from_elements
+from exporter.tracker import LAG_BUCKETS, MessageTracker, TrackerSnapshot
+
+START = 1_800_000_000.0
+DAY = 86400.0
+
+
+def msg(id_: str, ts: float, status: str = "sent", chat: str = "1@c.us", **extra: object) -> dict[str, object]:
+    element: dict[str, object] = {
+        "idMessage": id_, "timestamp": int(ts), "statusMessage": status, "chatId": chat,
+        "typeMessage": "textMessage", "sendByApi": True,
+    }  # fmt: skip
+    element.update(extra)
+    return element
+
+
+def observe(tracker: MessageTracker, now: float, *elements: dict[str, object]) -> TrackerSnapshot:
+    return tracker.observe(journal_from_elements(list(elements)), now, max_messages=5000)
+
+
+def new_tracker(baseline: float | None = START) -> MessageTracker:
+    return MessageTracker(window=DAY, undelivered_after=300, baseline_before=baseline)
+
+
+def lag_observations(histogram_buckets: tuple[int, ...], bound: float) -> int:
+    return histogram_buckets[LAG_BUCKETS.index(bound)]
+
+
+def test_a_new_message_is_counted_once_across_polls() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5))
+    snap = observe(tracker, START + 70, msg("a", START + 5))
+    assert snap.messages_total == {("textMessage", True): 1}
+    assert snap.status_reached["sent"] == 1
+
+
+def test_messages_older_than_start_at_the_first_poll_are_a_baseline() -> None:
+    tracker = new_tracker()
+    snap = observe(tracker, START + 10, msg("old", START - 3600, "read"), msg("new", START + 5))
+    assert snap.messages_total == {("textMessage", True): 1}
+    assert dict(snap.status_reached) == {"sent": 1, "delivered": 0, "read": 0}
+    assert snap.tracked == 2
+
+
+def test_the_baseline_applies_to_the_first_poll_only() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5))
+    # Appears late (the journal lags up to 2 minutes) with an older timestamp: still new.
+    snap = observe(tracker, START + 70, msg("a", START + 5), msg("late", START - 60))
+    assert snap.messages_total[("textMessage", True)] == 2
+
+
+def test_without_a_baseline_everything_in_the_first_poll_counts() -> None:
+    tracker = new_tracker(baseline=None)
+    snap = observe(tracker, START + 10, msg("old", START - 3600, "read"))
+    assert dict(snap.status_reached) == {"sent": 1, "delivered": 1, "read": 1}
+
+
+def test_a_baseline_message_that_moves_on_after_start_counts_the_move() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("old", START - 30, "sent"))
+    snap = observe(tracker, START + 70, msg("old", START + 60, "delivered"))
+    assert dict(snap.status_reached) == {"sent": 0, "delivered": 1, "read": 0}
+    assert snap.delivery_lag.count == 1 and snap.delivery_lag.total == 90
+
+
+def test_a_message_first_seen_read_counts_sent_delivered_and_read_without_lag() -> None:
+    tracker = new_tracker()
+    snap = observe(tracker, START + 10, msg("a", START + 5, "read"))
+    assert dict(snap.status_reached) == {"sent": 1, "delivered": 1, "read": 1}
+    assert snap.delivery_lag.count == 0 and snap.read_lag.count == 0
+
+
+def test_sent_then_read_counts_delivered_and_read_and_both_lags() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "sent"))
+    snap = observe(tracker, START + 70, msg("a", START + 45, "read"))
+    assert dict(snap.status_reached) == {"sent": 1, "delivered": 1, "read": 1}
+    assert (snap.delivery_lag.count, snap.delivery_lag.total) == (1, 40)
+    assert (snap.read_lag.count, snap.read_lag.total) == (1, 40)
+
+
+def test_delivery_lag_is_measured_between_the_apis_timestamps() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "sent"))
+    observe(tracker, START + 20, msg("a", START + 8, "delivered"))
+    snap = observe(tracker, START + 200, msg("a", START + 125, "read"))
+    assert snap.delivery_lag.total == 3
+    assert lag_observations(snap.delivery_lag.buckets, 5) == 1
+    assert lag_observations(snap.delivery_lag.buckets, 2) == 0
+    assert snap.read_lag.total == 120
+    assert lag_observations(snap.read_lag.buckets, 120) == 1
+
+
+def test_the_lag_starts_at_the_first_pending_or_sent_timestamp() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "pending"))
+    observe(tracker, START + 20, msg("a", START + 9, "sent"))
+    snap = observe(tracker, START + 30, msg("a", START + 25, "delivered"))
+    assert snap.delivery_lag.total == 20
+    assert dict(snap.status_reached) == {"pending": 1, "sent": 1, "delivered": 1, "read": 0}
+
+
+def test_a_negative_lag_is_not_recorded() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 50, "sent"))
+    snap = observe(tracker, START + 70, msg("a", START + 20, "delivered"))
+    assert snap.delivery_lag.count == 0
+    assert snap.status_reached["delivered"] == 1
+
+
+def test_other_statuses_count_only_themselves() -> None:
+    tracker = new_tracker()
+    snap = observe(tracker, START + 10, msg("a", START + 5, "noAccount"))
+    assert dict(snap.status_reached) == {"sent": 0, "delivered": 0, "read": 0, "noAccount": 1}
+
+
+def test_going_back_to_an_earlier_status_counts_nothing() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "read"))
+    snap = observe(tracker, START + 20, msg("a", START + 6, "sent"))
+    assert dict(snap.status_reached) == {"sent": 1, "delivered": 1, "read": 1}
+
+
+def test_the_same_id_in_two_chats_counts_twice() -> None:
+    tracker = new_tracker()
+    snap = observe(tracker, START + 10, msg("a", START + 5, chat="1@c.us"), msg("a", START + 5, chat="2@c.us"))
+    assert snap.messages_total[("textMessage", True)] == 2
+
+
+def test_a_forwarded_message_counts_once() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, isForwarded=True))
+    snap = observe(tracker, START + 20, msg("a", START + 6, "delivered", isForwarded=True))
+    assert snap.forwarded_total == 1
+
+
+def test_messages_total_is_split_by_type_and_send_by_api() -> None:
+    tracker = new_tracker()
+    snap = observe(
+        tracker, START + 10,
+        msg("a", START + 5), msg("b", START + 5, sendByApi=False), msg("c", START + 5, typeMessage="imageMessage"),
+    )  # fmt: skip
+    assert dict(snap.messages_total) == {
+        ("textMessage", True): 1, ("textMessage", False): 1, ("imageMessage", True): 1,
+    }  # fmt: skip
+
+
+def test_window_counts_by_status_and_type() -> None:
+    tracker = new_tracker()
+    snap = observe(
+        tracker, START + 10,
+        msg("a", START + 5, "read"), msg("b", START + 5, "read"), msg("c", START + 5, "sent", typeMessage="imageMessage"),
+    )  # fmt: skip
+    assert snap.window is not None
+    assert dict(snap.window.by_status_type) == {("read", "textMessage"): 2, ("sent", "imageMessage"): 1}
+
+
+def test_a_status_type_pair_that_leaves_the_window_drops_to_zero() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "sent"))
+    snap = observe(tracker, START + 20, msg("a", START + 15, "delivered"))
+    assert snap.window is not None
+    assert dict(snap.window.by_status_type) == {("sent", "textMessage"): 0, ("delivered", "textMessage"): 1}
+
+
+def test_undelivered_are_sent_pending_or_unknown_older_than_the_threshold() -> None:
+    tracker = new_tracker()
+    now = START + 1000
+    snap = observe(
+        tracker, now,
+        msg("old-sent", now - 600, "sent"), msg("old-pending", now - 400, "pending"),
+        msg("old-unknown", now - 900, ""), msg("fresh-sent", now - 10, "sent"),
+        msg("old-delivered", now - 900, "delivered"), msg("future", now + 5000, "sent"),
+    )  # fmt: skip
+    assert snap.window is not None
+    assert snap.window.undelivered == 3
+    assert snap.window.oldest_undelivered_age == 900
+
+
+def test_no_undelivered_means_age_zero() -> None:
+    snap = observe(new_tracker(), START + 10, msg("a", START + 5, "read"))
+    assert snap.window is not None
+    assert (snap.window.undelivered, snap.window.oldest_undelivered_age) == (0, 0.0)
+
+
+def test_window_truncated_when_the_response_reaches_max_messages() -> None:
+    tracker = new_tracker()
+    journal = journal_from_elements([msg(str(i), START) for i in range(3)])
+    assert tracker.observe(journal, START + 1, max_messages=3).window.truncated  # type: ignore[union-attr]
+    assert not tracker.observe(journal, START + 2, max_messages=4).window.truncated  # type: ignore[union-attr]
+
+
+def test_window_gauges_cover_send_by_api_forwarded_newest_and_invalid() -> None:
+    tracker = new_tracker()
+    journal = journal_from_elements(
+        [msg("a", START + 5, sendByApi=False, isForwarded=True), msg("b", START + 9), "junk", {"idMessage": 3}]
+    )
+    window = tracker.observe(journal, START + 10, 5000).window
+    assert window is not None
+    assert (window.messages, window.send_by_api, window.forwarded) == (2, 1, 1)
+    assert (window.last_message_timestamp, window.invalid) == (START + 9, 2)
+
+
+def test_a_message_missing_from_one_response_is_not_counted_again() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5))
+    observe(tracker, START + 70)
+    snap = observe(tracker, START + 130, msg("a", START + 5))
+    assert snap.messages_total[("textMessage", True)] == 1
+
+
+def test_messages_older_than_the_window_are_forgotten() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5), msg("b", START + 6))
+    snap = observe(tracker, START + DAY + 7, msg("b", START + 6))
+    assert snap.tracked == 1
+
+
+def test_a_future_timestamp_is_forgotten_a_window_after_it_was_last_seen() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("f", START + 10 * DAY))
+    assert observe(tracker, START + 20).tracked == 1
+    assert observe(tracker, START + DAY + 20).tracked == 0
+
+
+responses = st.lists(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "idMessage": st.sampled_from(["a", "b", "c", "d"]),
+                "chatId": st.sampled_from(["1@c.us", "2@c.us"]),
+                "timestamp": st.integers(int(START - DAY), int(START + DAY)),
+                "statusMessage": st.sampled_from(["", "pending", "sent", "delivered", "read", "noAccount", "x"]),
+                "isForwarded": st.booleans(),
+            }
+        ),
+        max_size=8,
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(responses)
+def test_counters_never_decrease_and_gauges_never_go_negative(polls: list[list[dict[str, object]]]) -> None:
+    tracker = new_tracker()
+    previous = tracker.snapshot()
+    for index, elements in enumerate(polls):
+        snap = observe(tracker, START + 60 * index, *elements)
+        for key, value in previous.messages_total.items():
+            assert snap.messages_total[key] >= value
+        for key, value in previous.status_reached.items():
+            assert snap.status_reached[key] >= value
+        assert snap.forwarded_total >= previous.forwarded_total
+        assert snap.delivery_lag.count >= previous.delivery_lag.count
+        assert all(b >= a for a, b in zip(previous.delivery_lag.buckets, snap.delivery_lag.buckets))
+        assert list(snap.delivery_lag.buckets) == sorted(snap.delivery_lag.buckets)
+        assert snap.window is not None
+        assert snap.window.undelivered >= 0 and snap.window.oldest_undelivered_age >= 0
+        assert all(v >= 0 for v in snap.window.by_status_type.values())
+        previous = snap
