@@ -1,0 +1,245 @@
+"""``greenapi-exporter``: flags, then configuration, exporter and HTTP server wired together.
+
+Exit codes: 0 normal stop, 1 bad flags or configuration, 2 the address cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import NoReturn
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.logs import FORMATS, LEVELS, Secrets, setup_logging
+
+log = logging.getLogger("exporter.cli")
+
+ENV_PREFIX = "GREENAPI_EXPORTER_"
+DEFAULT_PORT = 9935
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class UsageError(Exception):
+    """A bad flag or flag value: reported in one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def env_name(flag: str) -> str:
+    """``--web.listen-address`` → ``GREENAPI_EXPORTER_WEB_LISTEN_ADDRESS``."""
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="greenapi-exporter",
+        description="Prometheus exporter for GREEN-API's outgoing message journal. "
+        f"Every flag can also be set as {ENV_PREFIX}<FLAG> (dots and dashes as "
+        "underscores); a flag wins over the variable.",
+    )
+
+    def value(flag: str, default: str, help_text: str, choices: Sequence[str] | None = None) -> None:
+        parser.add_argument(
+            flag,
+            dest=flag.lstrip("-").replace(".", "_").replace("-", "_"),
+            default=environ.get(env_name(flag), default),
+            choices=choices,
+            metavar=None if choices else flag.rsplit(".", 1)[-1].upper().replace("-", "_"),
+            help=f"{help_text} (env {env_name(flag)}; default {default or 'none'})",
+        )
+
+    def switch(flag: str, help_text: str) -> None:
+        raw = environ.get(env_name(flag), "").strip().lower()
+        if raw not in _TRUE | _FALSE:
+            raise UsageError(f"{env_name(flag)}: expected true or false, got {raw!r}")
+        parser.add_argument(
+            flag,
+            dest=flag.lstrip("-").replace(".", "_").replace("-", "_"),
+            action="store_true",
+            default=raw in _TRUE,
+            help=f"{help_text} (env {env_name(flag)})",
+        )
+
+    value("--config.file", "config.yaml", "YAML configuration file")
+    value("--web.listen-address", f":{DEFAULT_PORT}", "address to listen on, HOST:PORT")
+    value("--web.telemetry-path", "/metrics", "path under which to expose metrics")
+    value("--web.config.file", "", "TLS and basic-auth settings (exporter-toolkit web-config.yml)")
+    value("--log.level", "info", "log level", choices=tuple(LEVELS))
+    value("--log.format", "logfmt", "log format", choices=FORMATS)
+    switch("--web.disable-reload", "refuse POST /-/reload (SIGHUP still reloads)")
+    switch("--demo", "run against an embedded GREEN-API simulator: no account needed")
+    switch("--check-config", "validate the configuration, print a summary, exit 0 or 1")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+    family: socket.AddressFamily
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """``:9935``, ``127.0.0.1:9935``, ``[::1]:9935`` or ``localhost:9935``."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--web.listen-address: {text!r} is not HOST:PORT (e.g. :9935)")
+    port = int(port_text)
+    if host.startswith("[") and host.endswith("]"):
+        return ListenAddress(host[1:-1], port, socket.AF_INET6)
+    if not host:
+        if socket.has_dualstack_ipv6():
+            return ListenAddress("::", port, socket.AF_INET6)
+        return ListenAddress("0.0.0.0", port, socket.AF_INET)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--web.listen-address: cannot resolve {host!r}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return ListenAddress(str(sockaddr[0]), port, family)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        args = build_parser(environ).parse_args(argv)
+        if args.version:
+            print(f"greenapi-exporter {__version__}")
+            return 0
+        listen = parse_listen_address(args.web_listen_address)
+        if not args.web_telemetry_path.startswith("/") or args.web_telemetry_path in {
+            "/", "/probe", "/-/healthy", "/-/ready", "/-/reload",
+        }:  # fmt: skip
+            raise UsageError(f"--web.telemetry-path: {args.web_telemetry_path!r} must be a free path starting with '/'")
+        if args.web_config_file:
+            raise UsageError("--web.config.file: TLS and basic auth are not supported by this version yet")
+    except UsageError as exc:
+        print(f"greenapi-exporter: {exc}", file=sys.stderr)
+        return 1
+
+    secrets = Secrets()
+    setup_logging(args.log_level, args.log_format, secrets)
+
+    stop_simulator: Callable[[], None] = lambda: None  # noqa: E731
+    if args.demo:
+        load, stop_simulator = _start_demo()
+    else:
+        path = args.config_file
+
+        def load() -> Config:
+            return load_config(path, environ)
+
+    try:
+        if args.check_config:
+            return _check_config(load)
+        try:
+            exporter = Exporter(load, secrets)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        for warning in exporter.config.warnings:
+            log.warning(warning)
+        return _serve(exporter, secrets, listen, args)
+    finally:
+        stop_simulator()
+
+
+def _check_config(load: Callable[[], Config]) -> int:
+    try:
+        config = load()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(config.summary())
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _start_demo() -> tuple[Callable[[], Config], Callable[[], None]]:
+    from exporter.simulator import Simulator  # only the demo needs it
+
+    simulator = Simulator.demo()
+    simulator.start()
+    document = simulator.exporter_config(poll_interval="5s")
+    log.info("demo mode: polling an embedded GREEN-API simulator", extra={"url": simulator.url})
+
+    def load() -> Config:
+        return parse_config(document, source="demo", environ={})
+
+    return load, simulator.stop
+
+
+def _serve(exporter: Exporter, secrets: Secrets, listen: ListenAddress, args: argparse.Namespace) -> int:
+    from exporter.server import ExporterServer
+
+    try:
+        server = ExporterServer(
+            (listen.host, listen.port),
+            exporter,
+            secrets,
+            telemetry_path=args.web_telemetry_path,
+            family=listen.family,
+            enable_reload=not args.web_disable_reload,
+        )
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": str(listen), "error": exc.strerror or str(exc)})
+        return 2
+
+    events: queue.Queue[str] = queue.Queue()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        events.put("reload" if signum == signal.SIGHUP else "stop")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_signal)
+
+    exporter.start()
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    address = ListenAddress(listen.host, server.port, listen.family)
+    log.info(
+        "listening",
+        extra={"address": str(address), "telemetry_path": args.web_telemetry_path,
+               "instances": len(exporter.config.instances), "version": __version__},
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if event == "stop":
+                break
+            try:
+                exporter.reload()
+            except ConfigError as exc:
+                log.error("configuration reload refused", extra={"reason": secrets.scrub(str(exc))})
+    finally:
+        log.info("shutting down")
+        server.shutdown()
+        server.server_close()
+        exporter.stop()
+    return 0

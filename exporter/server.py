@@ -1,0 +1,234 @@
+"""The exporter's HTTP endpoints (SPEC §4). Every answer is built from snapshots: a scrape
+never waits on GREEN-API."""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import socket
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter.app import Exporter
+from exporter.collector import GreenApiCollector, ProbeCollector
+from exporter.config import ConfigError
+from exporter.logs import Secrets
+
+log = logging.getLogger("exporter.server")
+
+
+def build_registry(exporter: Exporter) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(GreenApiCollector(exporter.snapshot))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class ExporterServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        exporter: Exporter,
+        secrets: Secrets,
+        telemetry_path: str = "/metrics",
+        family: socket.AddressFamily = socket.AF_INET,
+        enable_reload: bool = True,
+    ) -> None:
+        self.address_family = family
+        self.exporter = exporter
+        self.secrets = secrets
+        self.telemetry_path = telemetry_path
+        self.enable_reload = enable_reload
+        self.registry = build_registry(exporter)
+        super().__init__(address, _Handler, bind_and_activate=False)
+        if family == socket.AF_INET6:
+            # ":9935" listens on IPv4 and IPv6 alike, as the Go exporters do.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ExporterServer
+    protocol_version = "HTTP/1.1"
+    server_version = "greenapi-exporter"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        routes: dict[str, Callable[[dict[str, list[str]]], None]] = {
+            self.server.telemetry_path: self._metrics,
+            "/": self._landing,
+            "/-/healthy": self._healthy,
+            "/-/ready": self._ready,
+            "/probe": self._probe,
+        }
+        route = routes.get(url.path)
+        if route is None:
+            if url.path == "/-/reload":
+                self._send_text(HTTPStatus.METHOD_NOT_ALLOWED, "Use POST to reload.\n",
+                                extra_headers={"Allow": "POST"})  # fmt: skip
+                return
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n")
+            return
+        route(parse_qs(url.query))
+
+    def do_POST(self) -> None:
+        self._discard_body()
+        if urlsplit(self.path).path != "/-/reload":
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n")
+            return
+        if not self.server.enable_reload:
+            self._send_text(HTTPStatus.FORBIDDEN, "Reload over HTTP is disabled.\n")
+            return
+        try:
+            summary = self.server.exporter.reload()
+        except ConfigError as exc:
+            reason = self.server.secrets.scrub(str(exc))
+            log.error("configuration reload refused", extra={"reason": reason})
+            self._send_text(HTTPStatus.BAD_REQUEST, f"Reload refused; the running configuration stays.\n{reason}\n")
+            return
+        self._send_text(HTTPStatus.OK, f"Configuration reloaded: {summary}.\n")
+
+    def _discard_body(self) -> None:
+        length = self.headers.get("Content-Length")
+        if length and length.isdigit():
+            self.rfile.read(min(int(length), 1 << 20))
+
+    def _metrics(self, _query: dict[str, list[str]]) -> None:
+        self._send_exposition(self.server.registry)
+
+    def _probe(self, query: dict[str, list[str]]) -> None:
+        targets = query.get("target", [])
+        if len(targets) != 1 or not targets[0]:
+            self._send_text(HTTPStatus.BAD_REQUEST, "Give exactly one target: /probe?target=NAME\n")
+            return
+        snapshot = self.server.exporter.snapshot()
+        for instance in snapshot.instances:
+            if instance.name == targets[0]:
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(ProbeCollector(snapshot, instance))
+                self._send_exposition(registry)
+                return
+        # Only configured names are accepted: /probe can never be turned into a request to
+        # an arbitrary host. The name is echoed escaped and only as text/plain.
+        self._send_text(HTTPStatus.BAD_REQUEST, f"Unknown target {targets[0][:100]!r}: not a configured instance name.\n")
+
+    def _send_exposition(self, registry: CollectorRegistry) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        body = encoder(registry)
+        self._send(HTTPStatus.OK, body, content_type)
+
+    def _healthy(self, _query: dict[str, list[str]]) -> None:
+        self._send_text(HTTPStatus.OK, "Healthy.\n")
+
+    def _ready(self, _query: dict[str, list[str]]) -> None:
+        if self.server.exporter.ready():
+            self._send_text(HTTPStatus.OK, "Ready.\n")
+        else:
+            self._send_text(HTTPStatus.SERVICE_UNAVAILABLE, "Not ready: first polls still running.\n")
+
+    def _landing(self, _query: dict[str, list[str]]) -> None:
+        snapshot = self.server.exporter.snapshot()
+        rows = []
+        for instance in snapshot.instances:
+            if not instance.polled:
+                state = "not polled yet"
+            else:
+                state = "up" if instance.up else f"down ({instance.last_result})"
+            last_poll = _when(instance.last_poll_timestamp)
+            error = self.server.secrets.scrub(instance.last_error)
+            probe = f"/probe?target={instance.name}"
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(instance.name)}</td>"
+                f"<td>{html.escape(instance.id_instance)}</td>"
+                f"<td>{html.escape(state)}</td>"
+                f"<td>{html.escape(last_poll)}</td>"
+                f"<td>{html.escape(error)}</td>"
+                f'<td><a href="{html.escape(probe, quote=True)}">probe</a></td>'
+                "</tr>"
+            )
+        metrics = html.escape(self.server.telemetry_path, quote=True)
+        page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>GREEN-API Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
+</head><body>
+<h1>GREEN-API Exporter</h1>
+<p>Version {html.escape(snapshot.version)}</p>
+<ul>
+<li><a href="{metrics}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li>
+</ul>
+<h2>Instances</h2>
+<table><tr><th>name</th><th>id_instance</th><th>state</th><th>last poll</th><th>last error</th><th></th></tr>
+{"".join(rows)}
+</table>
+</body></html>
+"""
+        self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _send_text(
+        self, status: HTTPStatus, text: str, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8", extra_headers)
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        encoding = self.headers.get("Accept-Encoding", "")
+        gzipped = "gzip" in encoding and len(body) > 1024
+        if gzipped:
+            body = gzip.compress(body, compresslevel=5)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        for key, value in (extra_headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        log.debug("http request", extra={"client": self.client_address[0], "line": format % args})
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
