@@ -53,7 +53,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "underscores); a flag wins over the variable.",
     )
 
-    def value(flag: str, default: str, help_text: str, choices: Sequence[str] | None = None) -> None:
+    def value(
+        flag: str, default: str, help_text: str, choices: Sequence[str] | None = None
+    ) -> None:
         parser.add_argument(
             flag,
             dest=flag.lstrip("-").replace(".", "_").replace("-", "_"),
@@ -130,9 +132,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if not args.web_telemetry_path.startswith("/") or args.web_telemetry_path in {
             "/", "/probe", "/-/healthy", "/-/ready", "/-/reload",
         }:  # fmt: skip
-            raise UsageError(f"--web.telemetry-path: {args.web_telemetry_path!r} must be a free path starting with '/'")
+            raise UsageError(
+                f"--web.telemetry-path: {args.web_telemetry_path!r} must be a free path starting with '/'"
+            )
         if args.web_config_file:
-            raise UsageError("--web.config.file: TLS and basic auth are not supported by this version yet")
+            raise UsageError(
+                "--web.config.file: TLS and basic auth are not supported by this version yet"
+            )
     except UsageError as exc:
         print(f"greenapi-exporter: {exc}", file=sys.stderr)
         return 1
@@ -190,7 +196,9 @@ def _start_demo() -> tuple[Callable[[], Config], Callable[[], None]]:
     return load, simulator.stop
 
 
-def _serve(exporter: Exporter, secrets: Secrets, listen: ListenAddress, args: argparse.Namespace) -> int:
+def _serve(
+    exporter: Exporter, secrets: Secrets, listen: ListenAddress, args: argparse.Namespace
+) -> int:
     from exporter.server import ExporterServer
 
     try:
@@ -203,7 +211,9 @@ def _serve(exporter: Exporter, secrets: Secrets, listen: ListenAddress, args: ar
             enable_reload=not args.web_disable_reload,
         )
     except OSError as exc:
-        log.error("cannot listen", extra={"address": str(listen), "error": exc.strerror or str(exc)})
+        log.error(
+            "cannot listen", extra={"address": str(listen), "error": exc.strerror or str(exc)}
+        )
         return 2
 
     events: queue.Queue[str] = queue.Queue()

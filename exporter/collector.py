@@ -60,7 +60,9 @@ class _Families:
         def histogram(name: str, doc: str) -> HistogramMetricFamily:
             return HistogramMetricFamily(name, doc, labels=labels)
 
-        self.up = gauge("greenapi_up", "1 if the last poll of the outgoing journal succeeded, else 0.")
+        self.up = gauge(
+            "greenapi_up", "1 if the last poll of the outgoing journal succeeded, else 0."
+        )
         self.poll_duration = gauge(
             "greenapi_poll_duration_seconds", "Duration of the last poll in seconds."
         )
@@ -194,7 +196,7 @@ class _Families:
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
-    buckets = [(_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets)]
+    buckets = [(_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)]
     buckets.append(("+Inf", histogram.count))
     family.add_metric(labels, buckets, histogram.total)
 

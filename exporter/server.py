@@ -111,7 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ConfigError as exc:
             reason = self.server.secrets.scrub(str(exc))
             log.error("configuration reload refused", extra={"reason": reason})
-            self._send_text(HTTPStatus.BAD_REQUEST, f"Reload refused; the running configuration stays.\n{reason}\n")
+            self._send_text(
+                HTTPStatus.BAD_REQUEST,
+                f"Reload refused; the running configuration stays.\n{reason}\n",
+            )
             return
         self._send_text(HTTPStatus.OK, f"Configuration reloaded: {summary}.\n")
 
@@ -137,7 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         # Only configured names are accepted: /probe can never be turned into a request to
         # an arbitrary host. The name is echoed escaped and only as text/plain.
-        self._send_text(HTTPStatus.BAD_REQUEST, f"Unknown target {targets[0][:100]!r}: not a configured instance name.\n")
+        self._send_text(
+            HTTPStatus.BAD_REQUEST,
+            f"Unknown target {targets[0][:100]!r}: not a configured instance name.\n",
+        )
 
     def _send_exposition(self, registry: CollectorRegistry) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
@@ -151,7 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.exporter.ready():
             self._send_text(HTTPStatus.OK, "Ready.\n")
         else:
-            self._send_text(HTTPStatus.SERVICE_UNAVAILABLE, "Not ready: first polls still running.\n")
+            self._send_text(
+                HTTPStatus.SERVICE_UNAVAILABLE, "Not ready: first polls still running.\n"
+            )
 
     def _landing(self, _query: dict[str, list[str]]) -> None:
         snapshot = self.server.exporter.snapshot()
@@ -224,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("http request", extra={"client": self.client_address[0], "line": format % args})
 
 

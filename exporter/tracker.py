@@ -75,7 +75,7 @@ class TrackerSnapshot:
 class _LagHistogram:
     """A mutable histogram owned by the tracker; frozen into :class:`Histogram` on publish."""
 
-    __slots__ = ("counts", "count", "total")
+    __slots__ = ("count", "counts", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * len(LAG_BUCKETS)
@@ -218,7 +218,8 @@ class MessageTracker:
         stale = [
             key
             for key, tracked in self._messages.items()
-            if key not in present and (tracked.last_timestamp < horizon or tracked.last_seen < horizon)
+            if key not in present
+            and (tracked.last_timestamp < horizon or tracked.last_seen < horizon)
         ]
         for key in stale:
             del self._messages[key]

@@ -12,7 +12,9 @@ START = 1_800_000_000.0
 DAY = 86400.0
 
 
-def msg(id_: str, ts: float, status: str = "sent", chat: str = "1@c.us", **extra: object) -> dict[str, object]:
+def msg(
+    id_: str, ts: float, status: str = "sent", chat: str = "1@c.us", **extra: object
+) -> dict[str, object]:
     element: dict[str, object] = {
         "idMessage": id_, "timestamp": int(ts), "statusMessage": status, "chatId": chat,
         "typeMessage": "textMessage", "sendByApi": True,
@@ -131,7 +133,9 @@ def test_going_back_to_an_earlier_status_counts_nothing() -> None:
 
 def test_the_same_id_in_two_chats_counts_twice() -> None:
     tracker = new_tracker()
-    snap = observe(tracker, START + 10, msg("a", START + 5, chat="1@c.us"), msg("a", START + 5, chat="2@c.us"))
+    snap = observe(
+        tracker, START + 10, msg("a", START + 5, chat="1@c.us"), msg("a", START + 5, chat="2@c.us")
+    )
     assert snap.messages_total[("textMessage", True)] == 2
 
 
@@ -160,7 +164,10 @@ def test_window_counts_by_status_and_type() -> None:
         msg("a", START + 5, "read"), msg("b", START + 5, "read"), msg("c", START + 5, "sent", typeMessage="imageMessage"),
     )  # fmt: skip
     assert snap.window is not None
-    assert dict(snap.window.by_status_type) == {("read", "textMessage"): 2, ("sent", "imageMessage"): 1}
+    assert dict(snap.window.by_status_type) == {
+        ("read", "textMessage"): 2,
+        ("sent", "imageMessage"): 1,
+    }
 
 
 def test_a_status_type_pair_that_leaves_the_window_drops_to_zero() -> None:
@@ -168,7 +175,10 @@ def test_a_status_type_pair_that_leaves_the_window_drops_to_zero() -> None:
     observe(tracker, START + 10, msg("a", START + 5, "sent"))
     snap = observe(tracker, START + 20, msg("a", START + 15, "delivered"))
     assert snap.window is not None
-    assert dict(snap.window.by_status_type) == {("sent", "textMessage"): 0, ("delivered", "textMessage"): 1}
+    assert dict(snap.window.by_status_type) == {
+        ("sent", "textMessage"): 0,
+        ("delivered", "textMessage"): 1,
+    }
 
 
 def test_undelivered_are_sent_pending_or_unknown_older_than_the_threshold() -> None:
@@ -201,7 +211,12 @@ def test_window_truncated_when_the_response_reaches_max_messages() -> None:
 def test_window_gauges_cover_send_by_api_forwarded_newest_and_invalid() -> None:
     tracker = new_tracker()
     journal = journal_from_elements(
-        [msg("a", START + 5, sendByApi=False, isForwarded=True), msg("b", START + 9), "junk", {"idMessage": 3}]
+        [
+            msg("a", START + 5, sendByApi=False, isForwarded=True),
+            msg("b", START + 9),
+            "junk",
+            {"idMessage": 3},
+        ]
     )
     window = tracker.observe(journal, START + 10, 5000).window
     assert window is not None
@@ -238,7 +253,9 @@ responses = st.lists(
                 "idMessage": st.sampled_from(["a", "b", "c", "d"]),
                 "chatId": st.sampled_from(["1@c.us", "2@c.us"]),
                 "timestamp": st.integers(int(START - DAY), int(START + DAY)),
-                "statusMessage": st.sampled_from(["", "pending", "sent", "delivered", "read", "noAccount", "x"]),
+                "statusMessage": st.sampled_from(
+                    ["", "pending", "sent", "delivered", "read", "noAccount", "x"]
+                ),
                 "isForwarded": st.booleans(),
             }
         ),
@@ -250,7 +267,9 @@ responses = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(responses)
-def test_counters_never_decrease_and_gauges_never_go_negative(polls: list[list[dict[str, object]]]) -> None:
+def test_counters_never_decrease_and_gauges_never_go_negative(
+    polls: list[list[dict[str, object]]],
+) -> None:
     tracker = new_tracker()
     previous = tracker.snapshot()
     for index, elements in enumerate(polls):
@@ -261,7 +280,10 @@ def test_counters_never_decrease_and_gauges_never_go_negative(polls: list[list[d
             assert snap.status_reached[key] >= value
         assert snap.forwarded_total >= previous.forwarded_total
         assert snap.delivery_lag.count >= previous.delivery_lag.count
-        assert all(b >= a for a, b in zip(previous.delivery_lag.buckets, snap.delivery_lag.buckets))
+        assert all(
+            b >= a
+            for a, b in zip(previous.delivery_lag.buckets, snap.delivery_lag.buckets, strict=True)
+        )
         assert list(snap.delivery_lag.buckets) == sorted(snap.delivery_lag.buckets)
         assert snap.window is not None
         assert snap.window.undelivered >= 0 and snap.window.oldest_undelivered_age >= 0

@@ -1,0 +1,141 @@
+"""The command line: flags, environment variables, exit codes and messages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter import __version__
+from exporter.cli import UsageError, env_name, parse_listen_address
+from tests.conftest import ROOT, ExporterProcess
+
+TOKEN = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6zz"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def write_config(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return path
+
+
+def valid_document() -> dict[str, object]:
+    return {"instances": [{"name": "sales-bot", "id_instance": 1101000001, "api_token": TOKEN}]}
+
+
+def test_version_prints_the_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"greenapi-exporter {__version__}"
+
+
+def test_check_config_prints_a_summary_without_the_token(tmp_path: Path) -> None:
+    result = run("--check-config", "--config.file", str(write_config(tmp_path, valid_document())))
+    assert result.returncode == 0, result.stderr
+    assert "sales-bot" in result.stdout and "1101000001" in result.stdout
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_check_config_refuses_a_bad_file_with_its_key_path_and_no_traceback(tmp_path: Path) -> None:
+    document = valid_document()
+    document["instances"][0]["poll_interval"] = "soon"  # type: ignore[index]
+    path = write_config(tmp_path, document)
+    result = run("--check-config", "--config.file", str(path))
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "instances[0].poll_interval" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    result = run("--config.file", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 1
+    assert "absent.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_flag_value_exits_1(tmp_path: Path) -> None:
+    result = run("--log.level", "loud")
+    assert result.returncode == 1 and "log.level" in result.stderr
+
+
+def test_a_listen_address_that_cannot_be_bound_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, valid_document())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flags_can_come_from_environment_variables(tmp_path: Path) -> None:
+    path = write_config(tmp_path, valid_document())
+    result = run("--check-config", env={"GREENAPI_EXPORTER_CONFIG_FILE": str(path)})
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_flag_wins_over_its_environment_variable(tmp_path: Path) -> None:
+    path = write_config(tmp_path, valid_document())
+    result = run("--check-config", "--config.file", str(path),
+                 env={"GREENAPI_EXPORTER_CONFIG_FILE": str(tmp_path / "absent.yaml")})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_boolean_environment_variable_switches_a_flag_on(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"instances": "wrong"})
+    result = run(
+        env={"GREENAPI_EXPORTER_CHECK_CONFIG": "true", "GREENAPI_EXPORTER_CONFIG_FILE": str(path)}
+    )
+    assert result.returncode == 1 and "instances" in result.stderr
+
+
+def test_env_names_use_underscores_for_dots_and_dashes() -> None:
+    assert env_name("--web.listen-address") == "GREENAPI_EXPORTER_WEB_LISTEN_ADDRESS"
+    assert env_name("--config.file") == "GREENAPI_EXPORTER_CONFIG_FILE"
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [(":9935", None, 9935), ("127.0.0.1:80", "127.0.0.1", 80), ("[::1]:9935", "::1", 9935)],
+)
+def test_listen_addresses_in_prometheus_style(text: str, host: str | None, port: int) -> None:
+    address = parse_listen_address(text)
+    assert address.port == port
+    if host is not None:
+        assert address.host == host
+
+
+@pytest.mark.parametrize("text", ["9935", "host:", "host:port", ":70000"])
+def test_bad_listen_addresses_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_listen_address(text)
+
+
+def test_demo_serves_metrics_of_the_embedded_simulator(tmp_path: Path) -> None:
+    exporter = ExporterProcess(tmp_path, None, "--demo")
+    try:
+        exporter.wait_ready(timeout=30)
+        samples = exporter.scrape()
+        names = {dict(labels).get("name") for (n, labels) in samples if n == "greenapi_up"}
+        assert {"shop-bot", "support-bot", "stuck-bot", "max-channel"} <= names
+        undelivered = [v for (n, labels), v in samples.items()
+                       if n == "greenapi_outgoing_undelivered_messages" and dict(labels)["name"] == "stuck-bot"]  # fmt: skip
+        assert undelivered and undelivered[0] > 0
+    finally:
+        exporter.stop()
