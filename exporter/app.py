@@ -20,6 +20,7 @@ from exporter.config import Config, ConfigError
 from exporter.logs import Secrets
 from exporter.poller import InstancePoller
 from exporter.scheduler import Scheduler
+from exporter.state import StateError, load_state, save_state
 
 log = logging.getLogger("exporter.app")
 
@@ -49,9 +50,33 @@ class Exporter:
             instance.name: InstancePoller(instance, baseline_before=self._start_time)
             for instance in config.instances
         }
+        if config.state_file:
+            self._restore(config.state_file, pollers)
         # The configuration and its pollers change together, in one assignment, so that a
         # scrape sees the old pair or the new pair, never a mix.
         self._current: tuple[Config, dict[str, InstancePoller]] = (config, pollers)
+        self._state_dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._saver: threading.Thread | None = None
+
+    @staticmethod
+    def _restore(path: str, pollers: dict[str, InstancePoller]) -> None:
+        try:
+            saved = load_state(path)
+        except StateError as exc:
+            log.warning("state file ignored; counting starts afresh", extra={"reason": str(exc)})
+            return
+        for name, poller in pollers.items():
+            entry = saved.get(name)
+            if entry is None:
+                continue
+            try:
+                poller.restore(entry)
+            except ValueError as exc:
+                log.warning("saved state of an instance ignored",
+                            extra={"instance": name, "reason": str(exc)})  # fmt: skip
+            else:
+                log.info("counting resumes from the state file", extra={"instance": name})
 
     @property
     def config(self) -> Config:
@@ -65,16 +90,45 @@ class Exporter:
         for name, poller in self._pollers.items():
             self._scheduler.schedule(name, poller.first_delay())
         self._scheduler.start()
+        self._saver = threading.Thread(target=self._save_loop, name="state-saver", daemon=True)
+        self._saver.start()
 
     def stop(self) -> None:
         self._scheduler.stop()
+        self._stopping.set()
+        self._state_dirty.set()
+        if self._saver is not None:
+            self._saver.join(5.0)
         self._client.close()
 
     def _poll(self, name: str) -> float:
         poller = self._pollers.get(name)
         if poller is None:  # removed by a reload while queued
             return 60.0
-        return poller.poll(self._client)
+        try:
+            return poller.poll(self._client)
+        finally:
+            self._state_dirty.set()
+
+    def _save_loop(self) -> None:
+        """Write the state file after polls finish, at most once a second."""
+        while not self._stopping.is_set():
+            self._state_dirty.wait()
+            self._stopping.wait(1.0)  # let a burst of finishing polls land in one write
+            self._state_dirty.clear()
+            self.save_state()
+
+    def save_state(self) -> None:
+        config, pollers = self._current
+        if not config.state_file:
+            return
+        # Export under each poller's lock (computation only); write with no lock held.
+        instances = {name: poller.export() for name, poller in pollers.items()}
+        try:
+            save_state(config.state_file, instances)
+        except OSError as exc:
+            log.error("cannot write the state file",
+                      extra={"path": config.state_file, "error": exc.strerror or str(exc)})  # fmt: skip
 
     def reload(self) -> str:
         """Load the configuration again and apply it. Raises ConfigError when refused;

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from exporter.client import RESULTS, Fetch, GreenApiClient
@@ -67,6 +68,9 @@ class InstancePoller:
         self._tracker = MessageTracker(config.window, config.undelivered_after, baseline_before)
         self._polls_total = dict.fromkeys(RESULTS, 0)
         self._rate_limited_in_a_row = 0
+        # Guards the tracker and poll counters against export() from the state saver. Held
+        # for computation only, never across the HTTP request.
+        self._lock = threading.Lock()
         self.snapshot = self._initial_snapshot(config)
 
     @staticmethod
@@ -80,24 +84,16 @@ class InstancePoller:
 
     def configure(self, config: InstanceConfig) -> None:
         """Adopt a reloaded configuration of the same instance; counters are kept."""
-        self.config = config
-        self._tracker.configure(config.window, config.undelivered_after)
-        previous = self.snapshot
-        self.snapshot = InstanceSnapshot(
-            name=config.name,
-            id_instance=config.id_instance,
-            labels=config.labels,
-            window_seconds=config.window,
-            polled=previous.polled,
-            up=previous.up,
-            last_result=previous.last_result,
-            last_error=previous.last_error,
-            last_poll_timestamp=previous.last_poll_timestamp,
-            last_poll_duration=previous.last_poll_duration,
-            last_success_timestamp=previous.last_success_timestamp,
-            polls_total=previous.polls_total,
-            tracker=previous.tracker,
-        )
+        with self._lock:
+            self.config = config
+            self._tracker.configure(config.window, config.undelivered_after)
+            self.snapshot = replace(
+                self.snapshot,
+                name=config.name,
+                id_instance=config.id_instance,
+                labels=config.labels,
+                window_seconds=config.window,
+            )
 
     def poll(self, client: GreenApiClient) -> float:
         """Poll once, publish the new snapshot, return the seconds until the next poll."""
@@ -117,10 +113,44 @@ class InstancePoller:
             except InvalidJournal as exc:
                 result, error = "invalid_response", str(exc)
             else:
-                tracker = self._tracker.observe(journal, self._clock(), config.max_messages)
+                with self._lock:
+                    tracker = self._tracker.observe(journal, self._clock(), config.max_messages)
         duration = time.monotonic() - started
-        self._publish(result, error, duration, tracker)
+        with self._lock:
+            self._publish(result, error, duration, tracker)
         return self._next_delay(fetch, result)
+
+    def export(self) -> dict[str, object]:
+        """This instance's state for the state file."""
+        with self._lock:
+            return {
+                "id_instance": self.config.id_instance,
+                "polls_total": dict(self._polls_total),
+                "tracker": self._tracker.export(),
+            }
+
+    def restore(self, data: dict[str, object]) -> None:
+        """Resume counters from :meth:`export` output of an earlier run of this instance.
+        Raises ValueError when the data does not fit; nothing is changed then."""
+        if data.get("id_instance") != self.config.id_instance:
+            raise ValueError("saved for another id_instance")
+        polls = data.get("polls_total")
+        if not isinstance(polls, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in polls.values()
+        ):
+            raise ValueError("polls_total is not a mapping of counts")
+        with self._lock:
+            try:
+                self._tracker.restore(data.get("tracker"))
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"tracker state incomplete: {exc}") from None
+            for result in RESULTS:
+                self._polls_total[result] = int(polls.get(result, 0))
+            self.snapshot = replace(
+                self.snapshot,
+                polls_total=MappingProxyType(dict(self._polls_total)),
+                tracker=self._tracker.snapshot(),
+            )
 
     def _publish(
         self, result: str, error: str, duration: float, tracker: TrackerSnapshot | None

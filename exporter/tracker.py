@@ -167,6 +167,51 @@ class MessageTracker:
             tracked=len(self._messages),
         )
 
+    def export(self) -> dict[str, object]:
+        """Plain data for the state file: counters, lags and tracked messages."""
+        return {
+            "messages_total": [[t, b, n] for (t, b), n in self._messages_total.items()],
+            "status_reached": dict(self._status_reached),
+            "forwarded_total": self._forwarded_total,
+            "delivery_lag": _export_histogram(self._delivery_lag),
+            "read_lag": _export_histogram(self._read_lag),
+            "window_keys": [list(pair) for pair in sorted(self._window_keys)],
+            "messages": [
+                [key, sorted(t.reached), t.sent_timestamp, t.last_timestamp, t.last_seen, t.forwarded]
+                for key, t in self._messages.items()
+            ],
+        }
+
+    def restore(self, data: object) -> None:
+        """Resume from :meth:`export` output. Raises ValueError (and changes nothing) when
+        the data is not what export writes; counting then resumes with no baseline."""
+        if not isinstance(data, dict):
+            raise ValueError("tracker state is not an object")
+        messages_total = {
+            (_str(t), _bool(b)): _count(n) for t, b, n in _rows(data["messages_total"], 3)
+        }
+        status_reached = {_str(k): _count(v) for k, v in _mapping(data["status_reached"]).items()}
+        forwarded_total = _count(data["forwarded_total"])
+        delivery_lag = _restore_histogram(data["delivery_lag"])
+        read_lag = _restore_histogram(data["read_lag"])
+        window_keys = {(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)}
+        tracked: dict[str, _Tracked] = {}
+        for key, reached, sent_ts, last_ts, last_seen, forwarded in _rows(data["messages"], 6):
+            entry = _Tracked(_count(last_seen))
+            entry.reached = frozenset(_str(r) for r in _list(reached))
+            entry.sent_timestamp = _count(sent_ts)
+            entry.last_timestamp = _count(last_ts)
+            entry.forwarded = _bool(forwarded)
+            tracked[_str(key)] = entry
+        self._messages_total = messages_total
+        self._status_reached = {**dict.fromkeys(CHAIN, 0), **status_reached}
+        self._forwarded_total = forwarded_total
+        self._delivery_lag = delivery_lag
+        self._read_lag = read_lag
+        self._window_keys = window_keys
+        self._messages = tracked
+        self._baseline_before = None  # what happened while we were down is news, not history
+
     def _observe_message(self, message: JournalMessage, now: int, baseline: float | None) -> None:
         tracked = self._messages.get(message.key)
         counting = True
@@ -254,3 +299,59 @@ class MessageTracker:
             truncated=journal.elements >= max_messages,
             invalid=journal.invalid,
         )
+
+
+def _export_histogram(histogram: _LagHistogram) -> dict[str, object]:
+    return {"counts": list(histogram.counts), "count": histogram.count, "total": histogram.total}
+
+
+def _restore_histogram(data: object) -> _LagHistogram:
+    mapping = _mapping(data)
+    counts = [_count(c) for c in _list(mapping["counts"])]
+    if len(counts) != len(LAG_BUCKETS):
+        raise ValueError("histogram buckets differ from this version's")
+    histogram = _LagHistogram()
+    histogram.counts = counts
+    histogram.count = _count(mapping["count"])
+    total = mapping["total"]
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or total < 0:
+        raise ValueError("histogram total is not a number")
+    histogram.total = float(total)
+    return histogram
+
+
+def _rows(value: object, width: int) -> list[list[object]]:
+    rows = [_list(row) for row in _list(value)]
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"expected rows of {width} values")
+    return rows
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    return value
+
+
+def _mapping(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ValueError("expected an object")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
