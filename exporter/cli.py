@@ -22,6 +22,7 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.logs import FORMATS, LEVELS, Secrets, setup_logging
+from exporter.web_config import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("exporter.cli")
 
@@ -135,12 +136,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             raise UsageError(
                 f"--web.telemetry-path: {args.web_telemetry_path!r} must be a free path starting with '/'"
             )
-        if args.web_config_file:
-            raise UsageError(
-                "--web.config.file: TLS and basic auth are not supported by this version yet"
-            )
+        web = load_web_config(args.web_config_file) if args.web_config_file else None
     except UsageError as exc:
         print(f"greenapi-exporter: {exc}", file=sys.stderr)
+        return 1
+    except WebConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
 
     secrets = Secrets()
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return 1
         for warning in exporter.config.warnings:
             log.warning(warning)
-        return _serve(exporter, secrets, listen, args)
+        return _serve(exporter, secrets, listen, args, web)
     finally:
         stop_simulator()
 
@@ -197,7 +198,11 @@ def _start_demo() -> tuple[Callable[[], Config], Callable[[], None]]:
 
 
 def _serve(
-    exporter: Exporter, secrets: Secrets, listen: ListenAddress, args: argparse.Namespace
+    exporter: Exporter,
+    secrets: Secrets,
+    listen: ListenAddress,
+    args: argparse.Namespace,
+    web: WebConfig | None,
 ) -> int:
     from exporter.server import ExporterServer
 
@@ -209,6 +214,7 @@ def _serve(
             telemetry_path=args.web_telemetry_path,
             family=listen.family,
             enable_reload=not args.web_disable_reload,
+            web=web,
         )
     except OSError as exc:
         log.error(

@@ -7,6 +7,7 @@ import gzip
 import html
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -24,6 +25,7 @@ from exporter.app import Exporter
 from exporter.collector import GreenApiCollector, ProbeCollector
 from exporter.config import ConfigError
 from exporter.logs import Secrets
+from exporter.web_config import WebConfig
 
 log = logging.getLogger("exporter.server")
 
@@ -50,8 +52,10 @@ class ExporterServer(ThreadingHTTPServer):
         telemetry_path: str = "/metrics",
         family: socket.AddressFamily = socket.AF_INET,
         enable_reload: bool = True,
+        web: WebConfig | None = None,
     ) -> None:
         self.address_family = family
+        self.web = web or WebConfig()
         self.exporter = exporter
         self.secrets = secrets
         self.telemetry_path = telemetry_path
@@ -67,6 +71,16 @@ class ExporterServer(ThreadingHTTPServer):
         except BaseException:
             self.server_close()
             raise
+        if self.web.ssl_context is not None:
+            # The handshake happens in the request's own thread (see _Handler.setup), so a
+            # slow or broken client never holds up accepting others.
+            self.socket = self.web.ssl_context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Failed TLS handshakes, resets and timeouts of clients: not worth a traceback.
+        log.debug("http connection failed", extra={"client": str(client_address[0])}, exc_info=True)
 
     @property
     def port(self) -> int:
@@ -78,8 +92,23 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "greenapi-exporter"
     sys_version = ""
+    timeout = 30  # seconds a client may stay silent; bounds threads held by idle clients
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
+    def _authorized(self) -> bool:
+        if self.server.web.authorized(self.headers.get("Authorization")):
+            return True
+        self._send_text(HTTPStatus.UNAUTHORIZED, "Unauthorized.\n",
+                        extra_headers={"WWW-Authenticate": 'Basic realm="greenapi-exporter"'})  # fmt: skip
+        return False
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         url = urlsplit(self.path)
         routes: dict[str, Callable[[dict[str, list[str]]], None]] = {
             self.server.telemetry_path: self._metrics,
@@ -100,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._discard_body()
+        if not self._authorized():
+            return
         if urlsplit(self.path).path != "/-/reload":
             self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n")
             return
@@ -223,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
-        for key, value in (extra_headers or {}).items():
+        for key, value in {**self.server.web.headers, **(extra_headers or {})}.items():
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
