@@ -34,7 +34,7 @@ def test_the_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
 
 def test_the_wheel_carries_both_console_scripts(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(ROOT)],
         check=True, capture_output=True,
     )  # fmt: skip
