@@ -8,6 +8,7 @@ is better than refusing to start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -36,10 +37,8 @@ def save_state(path: str, instances: Mapping[str, Mapping[str, object]]) -> None
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_directory(directory)
 
