@@ -196,7 +196,9 @@ class _Families:
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
-    buckets = [(_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)]
+    buckets = [
+        (_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)
+    ]
     buckets.append(("+Inf", histogram.count))
     family.add_metric(labels, buckets, histogram.total)
 

@@ -177,7 +177,14 @@ class MessageTracker:
             "read_lag": _export_histogram(self._read_lag),
             "window_keys": [list(pair) for pair in sorted(self._window_keys)],
             "messages": [
-                [key, sorted(t.reached), t.sent_timestamp, t.last_timestamp, t.last_seen, t.forwarded]
+                [
+                    key,
+                    sorted(t.reached),
+                    t.sent_timestamp,
+                    t.last_timestamp,
+                    t.last_seen,
+                    t.forwarded,
+                ]
                 for key, t in self._messages.items()
             ],
         }

@@ -141,7 +141,9 @@ def _tls(path: str, base: str, section: Any, errors: list[str]) -> ssl.SSLContex
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     version = section.get("min_version", "TLS12")
     if version not in _TLS_VERSIONS:
-        errors.append(f"{path}: tls_server_config.min_version: expected one of {', '.join(_TLS_VERSIONS)}")
+        errors.append(
+            f"{path}: tls_server_config.min_version: expected one of {', '.join(_TLS_VERSIONS)}"
+        )
     else:
         context.minimum_version = _TLS_VERSIONS[version]
     try:
@@ -151,7 +153,9 @@ def _tls(path: str, base: str, section: Any, errors: list[str]) -> ssl.SSLContex
         errors.append(f"{path}: tls_server_config: cannot load cert_file/key_file: {reason}")
     auth_type = section.get("client_auth_type", "NoClientCert")
     if auth_type not in _CLIENT_AUTH:
-        errors.append(f"{path}: tls_server_config.client_auth_type: expected one of {', '.join(_CLIENT_AUTH)}")
+        errors.append(
+            f"{path}: tls_server_config.client_auth_type: expected one of {', '.join(_CLIENT_AUTH)}"
+        )
         return context
     context.verify_mode = _CLIENT_AUTH[auth_type]
     ca_file = section.get("client_ca_file")
@@ -175,7 +179,9 @@ def _users(path: str, section: Any, errors: list[str]) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
     for user, hashed in section.items():
         if not isinstance(user, str) or not isinstance(hashed, str) or not hashed.startswith("$2"):
-            errors.append(f"{path}: basic_auth_users.{user}: expected a bcrypt hash ($2a$/$2b$/$2y$…)")
+            errors.append(
+                f"{path}: basic_auth_users.{user}: expected a bcrypt hash ($2a$/$2b$/$2y$…)"
+            )
             continue
         users[user] = hashed.encode("ascii", "replace")
     if users:

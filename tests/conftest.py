@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from exporter.simulator import Simulator
 from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,12 +54,12 @@ def parse_samples(text: str) -> Samples:
     return samples
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The one sample of ``name`` whose labels include ``labels``; None when absent."""
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    """The one sample of ``metric`` whose labels include ``labels``; None when absent."""
     wanted = set(labels.items())
-    found = [v for (n, ls), v in samples.items() if n == name and wanted <= ls]
+    found = [v for (n, ls), v in samples.items() if n == metric and wanted <= ls]
     if len(found) > 1:
-        raise AssertionError(f"{name} {labels} matches {len(found)} samples")
+        raise AssertionError(f"{metric} {labels} matches {len(found)} samples")
     return found[0] if found else None
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import requests
-from exporter.simulator import Simulator
 
+from exporter.simulator import Simulator
 from tests.conftest import ExporterProcess, value, wait_until
 
 RunExporter = Callable[..., ExporterProcess]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import requests
-from exporter.simulator import Simulator
 
+from exporter.simulator import Simulator
 from tests.conftest import ExporterProcess, free_port, value, wait_until
 
 # instance name → (how the fault is made, the result it must be counted as)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from exporter.simulator import Simulator
 
 from exporter.client import redact
+from exporter.simulator import Simulator
 from tests.conftest import free_port, wait_until
 from tests.conftest import value as sample
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exporter.simulator import Simulator
 
 from exporter.journal import journal_from_elements
+from exporter.simulator import Simulator
 from exporter.state import FORMAT, VERSION, StateError, load_state, save_state
 from exporter.tracker import MessageTracker
 from tests.conftest import ExporterProcess, value, wait_until

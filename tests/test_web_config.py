@@ -10,8 +10,8 @@ import bcrypt
 import pytest
 import requests
 import yaml
-from exporter.simulator import Simulator
 
+from exporter.simulator import Simulator
 from exporter.web_config import WebConfigError, load_web_config
 from tests.conftest import ExporterProcess, wait_until
 

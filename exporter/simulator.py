@@ -1,0 +1,802 @@
+"""A realistic fake GREEN-API on loopback, for the demo, the tests and benchmarks.
+
+It serves ``/waInstance{id}/{method}/{token}`` (and the same under ``/v3``) like the real
+API: ``minutes`` and the depth cap are honoured, a wrong token gets 401, an unknown id 403,
+and more than one request a second per instance and method gets 429. Traffic is generated
+from a seed, so the same seed and clock give the same journal: messages of mixed types
+move ``sent`` → ``delivered`` → ``read`` with timestamps that move forward, and some stay
+stuck in ``sent``.
+
+Tests drive it in-process (:meth:`Simulator.set_fault`, :meth:`Simulator.set_messages`) or,
+for a simulator in another process, through the control API under ``/_sim/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import json
+import math
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+FAULT_MODES = (
+    "status",
+    "delay",
+    "hang",
+    "reset",
+    "broken_json",
+    "truncated_json",
+    "html",
+    "not_array",
+    "huge",
+    "large_journal",
+    "future_timestamps",
+    "epoch_timestamps",
+    "duplicate_ids",
+)
+METHODS = ("lastOutgoingMessages", "lastIncomingMessages", "getStateInstance", "getMessagesCount")
+QUOTA_BODY = {
+    "invokeStatus": {
+        "method": "lastOutgoingMessages",
+        "used": 1000,
+        "total": 1000,
+        "status": "QUOTE_EXCEEDED",
+        "description": "Monthly quota of the Developer plan exceeded",
+    }
+}
+_RETENTION = 90 * 86400.0
+_PATH = re.compile(r"^(?:/v3)?/waInstance(\d+)/([A-Za-z]+)/([^/]+)/?$")
+
+# (typeMessage, weight). Mostly text, as real bots send.
+_TYPES = (
+    ("textMessage", 50),
+    ("extendedTextMessage", 20),
+    ("imageMessage", 8),
+    ("documentMessage", 5),
+    ("videoMessage", 3),
+    ("audioMessage", 3),
+    ("reactionMessage", 3),
+    ("locationMessage", 2),
+    ("contactMessage", 2),
+    ("pollMessage", 2),
+    ("stickerMessage", 2),
+)
+_MEDIA = {"imageMessage": "image/jpeg", "documentMessage": "application/pdf",
+          "videoMessage": "video/mp4", "audioMessage": "audio/ogg"}  # fmt: skip
+_TEXTS = (
+    "Your order #{n} has been shipped",
+    "Thank you for contacting us! An operator will answer shortly.",
+    "Reminder: your appointment is tomorrow at {h}:00",
+    "Your verification code is {n}",
+    "Hello! How can we help you today?",
+)
+
+
+@dataclass
+class _Message:
+    chat_id: str
+    id_message: str
+    sent_at: float
+    delivered_at: float | None
+    read_at: float | None
+    fixed_status: str | None  # pending / noAccount / yellowCard / "" stay as they are
+    type_message: str
+    send_by_api: bool
+    forwarded: bool
+    text: str
+
+    def state(self, now: float) -> tuple[str, float]:
+        if self.fixed_status is not None:
+            return self.fixed_status, self.sent_at
+        if self.read_at is not None and self.read_at <= now:
+            return "read", self.read_at
+        if self.delivered_at is not None and self.delivered_at <= now:
+            return "delivered", self.delivered_at
+        return "sent", self.sent_at
+
+    def element(self, now: float, thumbnail: str) -> dict[str, Any]:
+        status, timestamp = self.state(now)
+        element: dict[str, Any] = {
+            "type": "outgoing",
+            "idMessage": self.id_message,
+            "timestamp": int(timestamp),
+            "statusMessage": status,
+            "sendByApi": self.send_by_api,
+            "typeMessage": self.type_message,
+            "chatId": self.chat_id,
+            "isForwarded": self.forwarded,
+            "forwardingScore": 1 if self.forwarded else 0,
+        }
+        if self.type_message == "textMessage":
+            element["textMessage"] = self.text
+        elif self.type_message == "extendedTextMessage":
+            element["textMessage"] = self.text + " https://example.com/track"
+            element["extendedTextMessage"] = {
+                "text": element["textMessage"],
+                "description": "Track your parcel",
+                "title": "Example Shop",
+                "isForwarded": self.forwarded,
+                "forwardingScore": element["forwardingScore"],
+            }
+        elif self.type_message in _MEDIA:
+            element.update(
+                downloadUrl=f"https://sw-media-out.example/{self.id_message}",
+                caption=self.text,
+                fileName=f"{self.id_message.lower()}.bin",
+                jpegThumbnail=thumbnail,
+                mimeType=_MEDIA[self.type_message],
+                isAnimated=False,
+            )
+        elif self.type_message == "reactionMessage":
+            element["extendedTextMessageData"] = {"text": "👍"}
+        elif self.type_message == "locationMessage":
+            element["location"] = {"latitude": 55.75, "longitude": 37.62, "nameLocation": "Office"}
+        elif self.type_message == "contactMessage":
+            element["contact"] = {"displayName": "Support", "vcard": "BEGIN:VCARD\nEND:VCARD"}
+        elif self.type_message == "pollMessage":
+            element["pollMessageData"] = {"name": "Rate us", "options": [{"optionName": "5"}]}
+        return element
+
+
+@dataclass
+class SimulatedInstance:
+    """One fake instance: its identity, generated traffic, and the knobs tests turn."""
+
+    name: str
+    id_instance: str
+    token: str
+    v3: bool = False
+    rate: float = 1 / 60  # messages per second
+    stuck_ratio: float = 0.03
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    messages: list[_Message] = field(default_factory=list, repr=False)
+    next_send: float = 0.0
+    scripted: list[Any] | None = None
+    fault: tuple[str, dict[str, Any]] | None = None
+    state: str | None = "authorized"
+    queue_count: int = 0
+    queue_cyrillic: bool = False
+    thumbnail: str = field(default="", repr=False)
+    last_request: dict[str, float] = field(default_factory=dict, repr=False)
+    log: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    chats: list[str] = field(default_factory=list, repr=False)
+    counter: int = 0
+
+    def advance(self, now: float, depth: int) -> None:
+        """Generate the messages sent up to ``now`` and forget what no answer can show."""
+        if self.rate <= 0:
+            return
+        while self.next_send <= now:
+            self.messages.append(self._new_message(self.next_send))
+            self.next_send += self.rng.expovariate(self.rate)
+        if len(self.messages) > depth:
+            del self.messages[: len(self.messages) - depth]
+        horizon = now - _RETENTION
+        while self.messages and self.messages[0].sent_at < horizon:
+            self.messages.pop(0)
+
+    def _new_message(self, sent_at: float) -> _Message:
+        rng = self.rng
+        self.counter += 1
+        kinds, weights = zip(*_TYPES, strict=True)
+        type_message = rng.choices(kinds, weights)[0]
+        roll = rng.random()
+        fixed: str | None = None
+        delivered = read = None
+        if roll < 0.01:
+            fixed = "pending"
+        elif roll < 0.02:
+            fixed = "noAccount"
+        elif roll < 0.025:
+            fixed = "yellowCard"
+        elif roll < 0.03:
+            fixed = ""
+        elif rng.random() >= self.stuck_ratio:
+            delivered = sent_at + min(600.0, rng.lognormvariate(1.3, 0.9))
+            if rng.random() < 0.6:
+                read = delivered + min(3600.0, 5 + rng.lognormvariate(3.0, 1.2))
+        text = rng.choice(_TEXTS).format(n=rng.randint(1000, 99999), h=rng.randint(9, 18))
+        return _Message(
+            chat_id=rng.choice(self.chats),
+            id_message=f"BAE5{rng.getrandbits(48):012X}",
+            sent_at=sent_at,
+            delivered_at=delivered,
+            read_at=read,
+            fixed_status=fixed,
+            type_message=type_message,
+            send_by_api=rng.random() < 0.9,
+            forwarded=rng.random() < 0.05,
+            text=text,
+        )
+
+    def journal(self, now: float, minutes: int, depth: int) -> list[Any]:
+        cutoff = now - minutes * 60
+        if self.scripted is not None:
+            return [e for e in self.scripted if _scripted_in_window(e, cutoff)]
+        self.advance(now, depth)
+        elements: list[Any] = []
+        for message in reversed(self.messages):  # newest first, like the real API
+            if message.sent_at > now:
+                continue
+            if message.sent_at < cutoff or len(elements) >= depth:
+                break
+            elements.append(message.element(now, self.thumbnail))
+        return elements
+
+    def incoming(self, now: float, minutes: int, depth: int) -> list[dict[str, Any]]:
+        """Replies from customers: some read messages get an answer a little later."""
+        self.advance(now, depth)
+        cutoff = now - minutes * 60
+        replies: list[dict[str, Any]] = []
+        for message in reversed(self.messages):
+            if message.sent_at < cutoff or len(replies) >= depth:
+                break
+            digest = hashlib.sha256(message.id_message.encode()).digest()
+            if message.read_at is None or digest[0] >= 100:  # ~40 % of read messages
+                continue
+            at = message.read_at + 10 + digest[1]
+            if at > now or at < cutoff:
+                continue
+            replies.append({
+                "type": "incoming",
+                "idMessage": f"3EB0{digest[2:10].hex().upper()}",
+                "timestamp": int(at),
+                "typeMessage": "textMessage",
+                "chatId": message.chat_id,
+                "senderId": message.chat_id,
+                "senderName": f"Customer {digest[3]}",
+                "senderContactName": "",
+                "textMessage": "Thank you!",
+            })  # fmt: skip
+        return replies
+
+
+def _scripted_in_window(element: Any, cutoff: float) -> bool:
+    if not isinstance(element, dict):
+        return True
+    timestamp = element.get("timestamp")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        return True
+    return timestamp >= cutoff
+
+
+class Simulator:
+    """A fake GREEN-API. ``start()`` serves it on ``url``; ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        instances: int = 3,
+        seed: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        depth: int = 5000,
+        rate_limit: bool = True,
+        rate: float = 1 / 60,
+        history: float = 86400,
+        stuck_ratio: float = 0.03,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.seed = seed
+        self.host = host
+        self.port = port
+        self.depth = depth
+        self.rate_limit = rate_limit
+        self.clock = clock
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        now = clock()
+        self.instances: list[SimulatedInstance] = [
+            self._make_instance(index, f"sim-{index}", rate, stuck_ratio, now - history)
+            for index in range(1, instances + 1)
+        ]
+        for instance in self.instances:
+            instance.advance(now, depth)
+
+    def _make_instance(self, index: int, name: str, rate: float, stuck_ratio: float, since: float,
+                       v3: bool = False, id_prefix: str = "1101") -> SimulatedInstance:  # fmt: skip
+        rng = random.Random(f"greenapi-simulator:{self.seed}:{index}")
+        token = hashlib.sha256(f"token:{self.seed}:{index}".encode()).hexdigest()[:50]
+        chats = [f"7900{rng.randint(1000000, 9999999)}@c.us" for _ in range(27)]
+        chats += [f"120363{rng.randint(10**11, 10**12 - 1)}@g.us" for _ in range(3)]
+        thumbnail = base64.b64encode(rng.randbytes(3 * 1024)).decode()
+        instance = SimulatedInstance(
+            name=name,
+            id_instance=f"{id_prefix}{index:06d}",
+            token=token,
+            v3=v3,
+            rate=rate,
+            stuck_ratio=stuck_ratio,
+            rng=rng,
+            chats=chats,
+            thumbnail=thumbnail,
+        )
+        instance.next_send = since + (rng.expovariate(rate) if rate > 0 else 0.0)
+        return instance
+
+    @classmethod
+    def demo(cls, seed: int = 1, host: str = "127.0.0.1", port: int = 0) -> Simulator:
+        """Four lively instances; stuck-bot leaves many messages undelivered."""
+        simulator = cls(instances=0, seed=seed, host=host, port=port)
+        now = simulator.clock()
+        profiles = [
+            ("shop-bot", 0.3, 0.03, False, "1101"),
+            ("support-bot", 0.25, 0.02, False, "1101"),
+            ("stuck-bot", 0.2, 0.35, False, "1101"),
+            ("max-channel", 0.2, 0.05, True, "3100"),
+        ]
+        for index, (name, rate, stuck, v3, prefix) in enumerate(profiles, start=1):
+            instance = simulator._make_instance(index, name, rate, stuck, now - 3600, v3, prefix)
+            instance.advance(now, simulator.depth)
+            simulator.instances.append(instance)
+        return simulator
+
+    # --- serving ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        server = _Server((self.host, self.port), _Handler, self)
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # --- control ----------------------------------------------------------------------
+
+    def instance(self, id_or_name: str) -> SimulatedInstance:
+        for instance in self.instances:
+            if id_or_name in (instance.name, instance.id_instance):
+                return instance
+        raise KeyError(f"no simulated instance {id_or_name!r}")
+
+    def exporter_config(self, **defaults: object) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        if defaults:
+            document["defaults"] = dict(defaults)
+        document["instances"] = [
+            {
+                "name": i.name,
+                "id_instance": i.id_instance,
+                "api_token": i.token,
+                "api_url": self.url + ("/v3" if i.v3 else ""),
+            }
+            for i in self.instances
+        ]
+        return document
+
+    def set_fault(self, id_or_name: str, mode: str, **params: object) -> None:
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r} (known: {', '.join(FAULT_MODES)})")
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.fault = (mode, dict(params))
+
+    def clear_fault(self, id_or_name: str) -> None:
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.fault = None
+
+    def set_messages(self, id_or_name: str, elements: list[Any]) -> None:
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.scripted = list(elements)
+
+    def set_state(self, id_or_name: str, state: str | None) -> None:
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.state = state
+
+    def set_queue(self, id_or_name: str, count: int, cyrillic: bool = False) -> None:
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.queue_count, instance.queue_cyrillic = count, cyrillic
+
+    def requests_log(self, id_or_name: str) -> list[dict[str, Any]]:
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            return [dict(entry) for entry in instance.log]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 simulator: Simulator) -> None:  # fmt: skip
+        self.simulator = simulator
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up (timeouts are the point of some faults) are normal here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "GreenApiSimulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    @property
+    def sim(self) -> Simulator:
+        return self.server.simulator
+
+    # --- the fake API -------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path.startswith("/_sim/"):
+            self._control("GET", url.path)
+            return
+        match = _PATH.match(url.path)
+        if match is None:
+            self._json(404, {"message": "not found"})
+            return
+        id_instance, method, token = match.groups()
+        instance = next((i for i in self.sim.instances if i.id_instance == id_instance), None)
+        if instance is None:
+            self._json(403, {"message": "instance not found or access denied"})
+            return
+        query = parse_qs(url.query)
+        minutes_raw = query.get("minutes", [None])[0]
+        if token != instance.token:
+            self._record(instance, method, url, minutes_raw, 401)
+            self._json(401, {"message": "Unauthorized"})
+            return
+        if method not in METHODS:
+            self._record(instance, method, url, minutes_raw, 404)
+            self._json(404, {"message": f"method {method} not found"})
+            return
+        if self.sim.rate_limit and not self._within_rate(instance, method):
+            self._record(instance, method, url, minutes_raw, 429)
+            self._json(429, {"message": "Too Many Requests"})
+            return
+        minutes = 1440
+        if minutes_raw is not None:
+            if not minutes_raw.isdigit():
+                self._record(instance, method, url, minutes_raw, 400)
+                self._json(400, {"message": "minutes must be an integer"})
+                return
+            minutes = int(minutes_raw)
+        with instance.lock:
+            fault = instance.fault
+        if fault is not None and self._fault(instance, method, url, minutes_raw, minutes, fault):
+            return
+        self._record(instance, method, url, minutes_raw, 200)
+        now = self.sim.clock()
+        with instance.lock:
+            body: Any
+            if method == "lastOutgoingMessages":
+                body = instance.journal(now, minutes, self.sim.depth)
+            elif method == "lastIncomingMessages":
+                body = instance.incoming(now, minutes, self.sim.depth)
+            elif method == "getStateInstance":
+                body = None if instance.state is None else {"stateInstance": instance.state}
+            else:
+                key = "\u0441ount" if instance.queue_cyrillic else "count"
+                body = {key: instance.queue_count}
+        self._json(200, body)
+
+    def _within_rate(self, instance: SimulatedInstance, method: str) -> bool:
+        now = time.monotonic()
+        with instance.lock:
+            last = instance.last_request.get(method)
+            if last is not None and now - last < 1.0:
+                return False
+            instance.last_request[method] = now
+            return True
+
+    def _record(self, instance: SimulatedInstance, method: str, url: Any, minutes: str | None,
+                status: int) -> None:  # fmt: skip
+        path = url.path.replace(f"/{instance.token}", "/<token>")
+        if instance.token not in self.path:  # a wrong token is hidden as well
+            path = re.sub(r"(/waInstance\d+/[A-Za-z]+/)[^/]+", r"\1<token>", url.path)
+        with instance.lock:
+            instance.log.append({"time": time.time(), "method": method, "path": path,
+                                 "minutes": minutes, "status": status})  # fmt: skip
+
+    def _fault(self, instance: SimulatedInstance, method: str, url: Any, minutes_raw: str | None,
+               minutes: int, fault: tuple[str, dict[str, Any]]) -> bool:  # fmt: skip
+        """Apply a fault; True when the request has been fully handled."""
+        mode, params = fault
+        now = self.sim.clock()
+        if mode == "status":
+            code = int(params.get("code", 500))
+            self._record(instance, method, url, minutes_raw, code)
+            headers = {"Retry-After": str(params["retry_after"])} if "retry_after" in params else {}
+            if "body" in params:
+                self._send(code, str(params["body"]).encode(), "text/plain", headers)
+            else:
+                self._json(
+                    code, QUOTA_BODY if code == 466 else {"message": f"error {code}"}, headers
+                )
+            return True
+        if mode == "delay":  # then answer normally (and log it then)
+            return self.sim._stopping.wait(float(params.get("seconds", 5)))
+        self._record(instance, method, url, minutes_raw, 200)
+        if mode == "hang":
+            self.sim._stopping.wait()
+            self.close_connection = True
+            return True
+        if mode == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return True
+        with instance.lock:
+            real = instance.journal(now, minutes, self.sim.depth)
+        if mode == "broken_json":
+            self._send(
+                200, b'[{"idMessage": "BAE5BROKEN", "timestamp": 1700000000 "statusMessage"}]'
+            )
+        elif mode == "truncated_json":
+            body = json.dumps(real).encode()
+            self._send(200, body[: max(1, len(body) // 2)])
+        elif mode == "html":
+            page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+            self._send(200, page, "text/html")
+        elif mode == "not_array":
+            self._json(200, {"message": "unexpected"})
+        elif mode == "huge":
+            self._huge(instance, float(params.get("megabytes", 50)), now)
+        elif mode == "large_journal":
+            self._json(
+                200, list(_generated(int(params.get("count", 10000)), now - 3600, 0.3, instance))
+            )
+        elif mode == "future_timestamps":
+            self._json(200, list(_generated(50, 4102444800, 60, instance)))
+        elif mode == "epoch_timestamps":
+            self._json(200, list(_generated(50, 0, 60, instance)))
+        elif mode == "duplicate_ids":
+            base = int(now)
+            duplicates = [
+                _plain("BAE5DUPLICATE0001", "79001112233@c.us", base - 60, "sent"),
+                _plain("BAE5DUPLICATE0001", "79001112233@c.us", base - 30, "delivered"),
+                _plain("BAE5DUPLICATE0001", "79001112233@c.us", base - 10, "read"),
+                _plain("BAE5DUPLICATE0001", "79004445566@c.us", base - 20, "sent"),
+                _plain("BAE5DUPLICATE0001", "120363000000000001@g.us", base - 5, "delivered"),
+            ]
+            self._json(200, duplicates + real)
+        return True
+
+    def _huge(self, instance: SimulatedInstance, megabytes: float, now: float) -> None:
+        """A valid JSON array of about ``megabytes`` MiB, streamed element by element."""
+        filler = base64.b64encode(b"\0" * 48 * 1024).decode()  # 64 KiB of base64 per element
+
+        def element(index: int) -> bytes:
+            item = _plain(f"BAE5HUGE{index:08d}", "79001234567@c.us", int(now) - index, "read")
+            item.update(typeMessage="imageMessage", jpegThumbnail=filler)
+            return json.dumps(item).encode()
+
+        size = len(element(0))
+        count = max(1, math.ceil(megabytes * 1024 * 1024 / (size + 1)))
+        length = 2 + count * size + (count - 1)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            self.wfile.write(b"[")
+            for index in range(count):
+                self.wfile.write((b"," if index else b"") + element(index))
+            self.wfile.write(b"]")
+        except OSError:
+            self.close_connection = True
+
+    # --- control API ----------------------------------------------------------------------
+
+    def do_PUT(self) -> None:
+        self._control("PUT", urlsplit(self.path).path)
+
+    def do_DELETE(self) -> None:
+        self._control("DELETE", urlsplit(self.path).path)
+
+    def _control(self, verb: str, path: str) -> None:
+        parts = path.strip("/").split("/")
+        body: Any = None
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            try:
+                body = json.loads(self.rfile.read(length))
+            except ValueError:
+                self._json(400, {"error": "body is not JSON"})
+                return
+        try:
+            if parts == ["_sim", "instances"] and verb == "GET":
+                self._json(200, [
+                    {"name": i.name, "id_instance": i.id_instance, "token": i.token,
+                     "api_url": self.sim.url + ("/v3" if i.v3 else "")}
+                    for i in self.sim.instances
+                ])  # fmt: skip
+                return
+            if len(parts) != 4 or parts[:2] != ["_sim", "instances"]:
+                self._json(404, {"error": "unknown control path"})
+                return
+            target, action = parts[2], parts[3]
+            if action == "messages" and verb == "PUT":
+                if not isinstance(body, list):
+                    raise ValueError("messages: expected a JSON array")
+                self.sim.set_messages(target, body)
+            elif action == "fault" and verb == "PUT":
+                if not isinstance(body, dict) or "mode" not in body:
+                    raise ValueError('fault: expected {"mode": ...}')
+                params = {k: v for k, v in body.items() if k != "mode"}
+                self.sim.set_fault(target, str(body["mode"]), **params)
+            elif action == "fault" and verb == "DELETE":
+                self.sim.clear_fault(target)
+            elif action == "requests" and verb == "GET":
+                self._json(200, self.sim.requests_log(target))
+                return
+            elif action == "state" and verb == "PUT":
+                if not isinstance(body, dict):
+                    raise ValueError('state: expected {"state": ...}')
+                self.sim.set_state(target, body.get("state"))
+            elif action == "queue" and verb == "PUT":
+                if not isinstance(body, dict):
+                    raise ValueError('queue: expected {"count": N}')
+                self.sim.set_queue(target, int(body.get("count", 0)), bool(body.get("cyrillic")))
+            else:
+                self._json(404, {"error": "unknown control path"})
+                return
+        except KeyError as exc:
+            self._json(404, {"error": str(exc)})
+            return
+        except (ValueError, TypeError) as exc:
+            self._json(400, {"error": str(exc)})
+            return
+        self._json(200, {"ok": True})
+
+    # --- answers ----------------------------------------------------------------------
+
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(
+            status,
+            json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            "application/json",
+            headers,
+        )
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+
+    def finish(self) -> None:
+        # The connection may have been reset on purpose, or the client gave up.
+        with contextlib.suppress(OSError):
+            super().finish()
+
+
+def _plain(id_message: str, chat_id: str, timestamp: int, status: str) -> dict[str, Any]:
+    return {
+        "type": "outgoing", "idMessage": id_message, "timestamp": timestamp,
+        "statusMessage": status, "sendByApi": True, "typeMessage": "textMessage",
+        "chatId": chat_id, "isForwarded": False, "forwardingScore": 0, "textMessage": "hello",
+    }  # fmt: skip
+
+
+def _generated(
+    count: int, start: float, spacing: float, instance: SimulatedInstance
+) -> Iterator[dict[str, Any]]:
+    """``count`` plausible messages from ``start`` on, newest first, for the load faults."""
+    rng = random.Random(f"{instance.id_instance}:{count}:{start}")
+    statuses = ("sent", "delivered", "read", "read")
+    for index in reversed(range(count)):
+        yield _plain(f"BAE5GEN{index:09d}", rng.choice(instance.chats), int(start + index * spacing),
+                     rng.choice(statuses))  # fmt: skip
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="greenapi-simulator",
+        description="A realistic fake GREEN-API on loopback, for demos and tests.",
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)"
+    )
+    parser.add_argument("--instances", type=int, default=3, help="number of instances (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="traffic seed (default 1)")
+    parser.add_argument("--depth", type=int, default=5000, help="journal depth cap (default 5000)")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="messages per minute per instance (default 1)"
+    )
+    parser.add_argument(
+        "--no-rate-limit", action="store_true", help="do not answer 429 to fast clients"
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="the four instances of greenapi-exporter --demo"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print a matching exporter configuration and exit",
+    )
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow listening on a non-loopback address"
+    )
+    args = parser.parse_args(argv)
+
+    host, sep, port_text = args.listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port_text.isdigit():
+        print(f"greenapi-simulator: --listen: {args.listen!r} is not HOST:PORT", file=sys.stderr)
+        return 1
+    if (
+        not args.allow_remote
+        and host not in ("127.0.0.1", "localhost", "::1")
+        and not host.startswith("127.")
+    ):
+        print(f"greenapi-simulator: --listen: {host!r} is not a loopback address; add --allow-remote",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if args.demo:
+        simulator = Simulator.demo(seed=args.seed, host=host, port=int(port_text))
+    else:
+        simulator = Simulator(instances=args.instances, seed=args.seed, host=host, port=int(port_text),
+                              depth=args.depth, rate_limit=not args.no_rate_limit, rate=args.rate / 60)  # fmt: skip
+    if not args.no_rate_limit:
+        simulator.rate_limit = True
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(simulator.exporter_config(), sort_keys=False), end="")
+        return 0
+    try:
+        simulator.start()
+    except OSError as exc:
+        print(
+            f"greenapi-simulator: cannot listen on {args.listen}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(
+        f"greenapi-simulator: serving {len(simulator.instances)} instances on {simulator.url}",
+        file=sys.stderr,
+    )
+    stop.wait()
+    simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
