@@ -37,8 +37,8 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: fl
     while time.monotonic() < deadline:
         try:
             last = condition()
-        except requests.RequestException as exc:
-            last = exc
+        except (requests.RequestException, ValueError, OSError) as exc:
+            last = exc  # not there yet (no answer, a file half written): try again
         else:
             if last:
                 return last
@@ -112,7 +112,8 @@ class ExporterProcess:
         return parse_samples(response.text)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
