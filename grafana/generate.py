@@ -273,7 +273,7 @@ def instance() -> dict[str, Any]:
     layout.add(panel("timeseries", "Sent through the API and by hand", "New messages per minute by sendByApi.", "none",
                      [target(f"sum by (send_by_api) (rate(greenapi_outgoing_messages_total{{{s}}}[$__rate_interval])) * 60",
                              "send_by_api={{send_by_api}}")]), 12, 8)  # fmt: skip
-    layout.add(panel("timeseries", "Undelivered", "Undelivered messages and the age of the oldest one.", "none",
+    layout.add(panel("timeseries", "Undelivered over time", "Undelivered messages at each poll.", "none",
                      [target(f"greenapi_outgoing_undelivered_messages{{{s}}}", "undelivered")],
                      thresholds((None, "green"), (1, "orange"))), 12, 8)  # fmt: skip
     layout.row("Delivery")

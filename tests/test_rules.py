@@ -133,6 +133,8 @@ def test_dashboards_have_a_fixed_uid_tags_and_job_and_name_variables(path: Path)
     dashboard = json.loads(path.read_text())
     assert dashboard["uid"] == path.stem
     assert "greenapi" in dashboard["tags"]
+    titles = [p["title"] for p in dashboard["panels"]]
+    assert len(titles) == len(set(titles)), "panel titles must be unique"
     names = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"job", "name", "filters"} <= names
     assert any(link.get("url", "").startswith("/d/") for link in dashboard["links"])
