@@ -333,3 +333,9 @@ def test_static_labels_are_the_union_across_instances(
     assert value(samples, "greenapi_up", name="sim-1", team="sales", region="") == 1
     assert value(samples, "greenapi_up", name="sim-2", team="", region="eu") == 1
     assert value(samples, "greenapi_up", name="sim-3", team="", region="") == 1
+
+
+def test_reload_over_http_can_be_disabled(simulator: Simulator, run_exporter: RunExporter) -> None:
+    exporter = run_exporter(config_for(simulator), "--web.disable-reload")
+    exporter.wait_healthy()
+    assert requests.post(exporter.url + "/-/reload", timeout=5).status_code == 403
