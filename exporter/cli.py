@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import sys
@@ -82,6 +83,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     value("--web.listen-address", f":{DEFAULT_PORT}", "address to listen on, HOST:PORT")
     value("--web.telemetry-path", "/metrics", "path under which to expose metrics")
     value("--web.config.file", "", "TLS and basic-auth settings (exporter-toolkit web-config.yml)")
+    value(
+        "--shard.index",
+        "0",
+        "this replica's shard, 0-based; a name ending in -N (a StatefulSet pod name) means N",
+    )
+    value("--shard.count", "1", "replicas that split the instances by a hash of id_instance")
     value("--log.level", "info", "log level", choices=tuple(LEVELS))
     value("--log.format", "logfmt", "log format", choices=FORMATS)
     switch("--web.disable-reload", "refuse POST /-/reload (SIGHUP still reloads)")
@@ -122,6 +129,21 @@ def parse_listen_address(text: str) -> ListenAddress:
     return ListenAddress(str(sockaddr[0]), port, family)
 
 
+def parse_shard(index_text: str, count_text: str) -> tuple[int, int]:
+    """``--shard.index`` and ``--shard.count``; the index may be a pod name like ``exp-2``."""
+    if not count_text.isdigit() or int(count_text) < 1:
+        raise UsageError(f"--shard.count: expected a whole number >= 1, got {count_text!r}")
+    match = re.fullmatch(r"(?:.+-)?(\d+)", index_text.strip())
+    if match is None:
+        raise UsageError(
+            f"--shard.index: expected a number or a name ending in -N, got {index_text!r}"
+        )
+    index, count = int(match.group(1)), int(count_text)
+    if index >= count:
+        raise UsageError(f"--shard.index: {index} is not below --shard.count {count}")
+    return index, count
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     try:
@@ -137,6 +159,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 f"--web.telemetry-path: {args.web_telemetry_path!r} must be a free path starting with '/'"
             )
         web = load_web_config(args.web_config_file) if args.web_config_file else None
+        shard_index, shard_count = parse_shard(args.shard_index, args.shard_count)
     except UsageError as exc:
         print(f"greenapi-exporter: {exc}", file=sys.stderr)
         return 1
@@ -149,12 +172,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     stop_simulator: Callable[[], None] = lambda: None  # noqa: E731
     if args.demo:
-        load, stop_simulator = _start_demo()
+        load_all, stop_simulator = _start_demo()
     else:
         path = args.config_file
 
-        def load() -> Config:
+        def load_all() -> Config:
             return load_config(path, environ)
+
+    def load() -> Config:
+        return load_all().for_shard(shard_index, shard_count)
 
     try:
         if args.check_config:

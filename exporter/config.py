@@ -15,6 +15,7 @@ import math
 import os
 import re
 import stat
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,9 @@ _DEFAULTS: dict[str, object] = {
     "undelivered_after": 300.0,
     "max_messages": 5000,
     "collect": ("outgoing",),
+    "monthly_quota": None,
 }
+MONTH = 30 * 86400.0
 _TOP_KEYS = ("defaults", "concurrency", "state_file", "instances")
 _INSTANCE_ONLY_KEYS = ("name", "id_instance", "api_token", "api_token_file", "labels")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -66,6 +69,16 @@ class InstanceConfig:
     labels: tuple[tuple[str, str], ...]
     collect: tuple[str, ...] = ("outgoing",)
     token_source: str = "api_token"  # for summaries: "api_token" or "api_token_file PATH"
+    monthly_quota: int | None = None  # the plan's journal calls a month, when the user states it
+
+    @property
+    def journal_methods(self) -> int:
+        """Journal methods fetched per poll: the plan's quota counts these."""
+        return sum(1 for c in self.collect if c in ("outgoing", "incoming"))
+
+    @property
+    def monthly_calls(self) -> int:
+        return int(MONTH / self.poll_interval) * self.journal_methods
 
     @property
     def window_minutes(self) -> int:
@@ -93,6 +106,14 @@ class Config:
         """The union of static label names over all instances, sorted."""
         return tuple(sorted({key for i in self.instances for key, _ in i.labels}))
 
+    def for_shard(self, index: int, count: int) -> Config:
+        """The instances this shard polls: a stable hash of id_instance picks exactly one
+        shard for each, whatever the order or the other instances of the file."""
+        if count == 1:
+            return self
+        mine = tuple(i for i in self.instances if shard_of(i.id_instance, count) == index)
+        return Config(self.source, mine, self.concurrency, self.state_file, self.warnings)
+
     def secrets(self) -> tuple[str, ...]:
         return tuple(i.api_token for i in self.instances)
 
@@ -111,6 +132,7 @@ class Config:
                 f"poll_interval {format_duration(i.poll_interval)}, window {format_duration(i.window)}, "
                 f"timeout {format_duration(i.timeout)}, undelivered_after {format_duration(i.undelivered_after)}, "
                 f"max_messages {i.max_messages}, collect {','.join(i.collect)}, labels {labels}, "
+                f"monthly_quota {i.monthly_quota or 'not stated'} (about {i.monthly_calls} calls a month), "
                 f"token from {i.token_source}"
             )
         return "\n".join(lines)
@@ -125,6 +147,12 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(self.errors)
+
+
+def shard_of(id_instance: str, count: int) -> int:
+    """The shard (0 … count-1) that polls an instance: CRC-32 of its id, stable across
+    processes and Python versions (unlike hash())."""
+    return zlib.crc32(id_instance.encode("ascii")) % count
 
 
 def parse_duration(value: object) -> float:
@@ -251,7 +279,20 @@ class _Parser:
         if self.errors:
             raise ConfigError(self.errors)
         return Config(source=self.source, instances=tuple(instances), concurrency=concurrency,
-                      state_file=state_file)  # fmt: skip
+                      state_file=state_file, warnings=tuple(self.quota_warnings(instances)))  # fmt: skip
+
+    def quota_warnings(self, instances: Sequence[InstanceConfig]) -> list[str]:
+        warnings = []
+        for index, i in enumerate(instances):
+            if i.monthly_quota is not None and i.monthly_calls > i.monthly_quota:
+                needed = math.ceil(MONTH * i.journal_methods / i.monthly_quota)
+                warnings.append(
+                    f"{self.source}: instances[{index}]: poll_interval {format_duration(i.poll_interval)} "
+                    f"makes about {i.monthly_calls} journal calls a month, over monthly_quota "
+                    f"{i.monthly_quota}: GREEN-API will answer 466 before the month ends; "
+                    f"use poll_interval {format_duration(needed)} or more"
+                )
+        return warnings
 
     def unknown_keys(self, mapping: Mapping[Any, Any], known: Sequence[str], path: str) -> None:
         for key in mapping:
@@ -314,6 +355,11 @@ class _Parser:
     def setting(self, key: str, value: object, path: str) -> object | None:
         if key == "api_url":
             return self.api_url(value, path)
+        if key == "monthly_quota":
+            if value is None:
+                return None
+            number = self.positive_int(value, path)
+            return number if number > 0 else None
         if key == "max_messages":
             number = self.positive_int(value, path)
             return number if number > 0 else None
@@ -442,6 +488,7 @@ class _Parser:
             labels=labels,
             collect=_collectors(settings["collect"]),
             token_source=source,
+            monthly_quota=settings["monthly_quota"],  # type: ignore[arg-type]
         )
 
     def id_instance(self, entry: Mapping[str, object], path: str) -> str | None:

@@ -377,3 +377,23 @@ def test_any_document_is_a_config_or_a_config_error(document: object) -> None:
         assert exc.errors and all(line.startswith("config.yaml") for line in exc.errors)
     else:
         assert config.instances
+
+
+def test_a_poll_interval_that_would_exhaust_the_stated_quota_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    config = load(
+        tmp_path,
+        {
+            "instances": [
+                instance(monthly_quota=1000),
+                instance(name="b", id_instance=2, monthly_quota=1000, poll_interval="1h"),
+            ]
+        },
+    )
+    [warning] = config.warnings
+    assert (
+        "instances[0]: poll_interval 1m makes about 43200 journal calls a month, over monthly_quota 1000"
+        in warning
+    )
+    assert "use poll_interval 43m12s or more" in warning
