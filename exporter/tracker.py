@@ -17,7 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.journal import Journal, JournalMessage
+from exporter.journal import (
+    KNOWN_STATUSES,
+    STATUS_OTHER,
+    STATUS_UNKNOWN,
+    Journal,
+    JournalMessage,
+)
 
 LAG_BUCKETS: tuple[float, ...] = (
     1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400,
@@ -98,17 +104,51 @@ class _LagHistogram:
         return Histogram(buckets=tuple(cumulative), count=self.count, total=self.total)
 
 
+# Status bits of a tracked message: every status label value has one.
+_STATUS_BIT = {
+    status: 1 << index
+    for index, status in enumerate(
+        sorted(KNOWN_STATUSES | {STATUS_UNKNOWN, STATUS_OTHER}, key=lambda s: (s not in CHAIN, s))
+    )
+}
+_TS_BITS = 40  # UNIX seconds up to year 36812: journal timestamps beyond are refused anyway
+_TS_MASK = (1 << _TS_BITS) - 1
+_FLAG_BITS = 16  # status bits (15 at most) and the forwarded flag in the top one
+_FORWARDED = 1 << (_FLAG_BITS - 1)
+
+
 class _Tracked:
-    """What is remembered of one message. Slots keep it small: there can be millions."""
+    """What is remembered of one message, unpacked for an update.
+
+    In the tracker's dict each message is a single int (flags, then three 40-bit
+    timestamps): about 40 bytes instead of an object with five attributes, which matters
+    with millions of messages in memory.
+    """
 
     __slots__ = ("forwarded", "last_seen", "last_timestamp", "reached", "sent_timestamp")
 
-    def __init__(self, last_seen: int) -> None:
-        self.reached: frozenset[str] = frozenset()
-        self.sent_timestamp = 0  # first timestamp seen while sent/pending; 0 = never seen so
-        self.last_timestamp = 0
-        self.last_seen = last_seen  # poll time (exporter clock) when last in a response
-        self.forwarded = False
+    def __init__(self, packed: int = 0) -> None:
+        self.reached = packed & (_FORWARDED - 1)  # bits of _STATUS_BIT
+        self.forwarded = bool(packed & _FORWARDED)
+        packed >>= _FLAG_BITS
+        self.sent_timestamp = packed & _TS_MASK  # first timestamp while sent/pending; 0 = never
+        self.last_timestamp = (packed >> _TS_BITS) & _TS_MASK
+        self.last_seen = packed >> (2 * _TS_BITS)  # poll time (exporter clock) last in an answer
+
+    def pack(self) -> int:
+        flags = self.reached | (_FORWARDED if self.forwarded else 0)
+        stamps = (
+            self.sent_timestamp
+            | (self.last_timestamp << _TS_BITS)
+            | (self.last_seen << (2 * _TS_BITS))
+        )
+        return flags | (stamps << _FLAG_BITS)
+
+
+def _last_times(packed: int) -> tuple[int, int]:
+    """(last_timestamp, last_seen) of a packed message, for the forgetting sweep."""
+    stamps = packed >> _FLAG_BITS
+    return (stamps >> _TS_BITS) & _TS_MASK, stamps >> (2 * _TS_BITS)
 
 
 def statuses_implied(status: str) -> tuple[str, ...]:
@@ -131,7 +171,7 @@ class MessageTracker:
         self.window = window
         self.undelivered_after = undelivered_after
         self._baseline_before = baseline_before
-        self._messages: dict[str, _Tracked] = {}
+        self._messages: dict[str, int] = {}  # key → _Tracked.pack()
         self._messages_total: dict[tuple[str, bool], int] = {}
         self._status_reached: dict[str, int] = dict.fromkeys(CHAIN, 0)
         self._forwarded_total = 0
@@ -179,13 +219,13 @@ class MessageTracker:
             "messages": [
                 [
                     key,
-                    sorted(t.reached),
+                    sorted(status for status, bit in _STATUS_BIT.items() if t.reached & bit),
                     t.sent_timestamp,
                     t.last_timestamp,
                     t.last_seen,
                     t.forwarded,
                 ]
-                for key, t in self._messages.items()
+                for key, t in ((k, _Tracked(v)) for k, v in self._messages.items())
             ],
         }
 
@@ -202,14 +242,18 @@ class MessageTracker:
         delivery_lag = _restore_histogram(data["delivery_lag"])
         read_lag = _restore_histogram(data["read_lag"])
         window_keys = {(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)}
-        tracked: dict[str, _Tracked] = {}
+        tracked: dict[str, int] = {}
         for key, reached, sent_ts, last_ts, last_seen, forwarded in _rows(data["messages"], 6):
-            entry = _Tracked(_count(last_seen))
-            entry.reached = frozenset(_str(r) for r in _list(reached))
-            entry.sent_timestamp = _count(sent_ts)
-            entry.last_timestamp = _count(last_ts)
+            entry = _Tracked()
+            for status in _list(reached):
+                if _str(status) not in _STATUS_BIT:
+                    raise ValueError(f"unknown status {status!r}")
+                entry.reached |= _STATUS_BIT[_str(status)]
+            entry.sent_timestamp = _timestamp(sent_ts)
+            entry.last_timestamp = _timestamp(last_ts)
+            entry.last_seen = _timestamp(last_seen)
             entry.forwarded = _bool(forwarded)
-            tracked[_str(key)] = entry
+            tracked[_str(key)] = entry.pack()
         self._messages_total = messages_total
         self._status_reached = {**dict.fromkeys(CHAIN, 0), **status_reached}
         self._forwarded_total = forwarded_total
@@ -220,15 +264,16 @@ class MessageTracker:
         self._baseline_before = None  # what happened while we were down is news, not history
 
     def _observe_message(self, message: JournalMessage, now: int, baseline: float | None) -> None:
-        tracked = self._messages.get(message.key)
+        packed = self._messages.get(message.key)
         counting = True
-        if tracked is None:
-            tracked = _Tracked(now)
-            self._messages[message.key] = tracked
+        if packed is None:
+            tracked = _Tracked()
             counting = baseline is None or message.timestamp >= baseline
             if counting:
                 kind = (message.message_type, message.send_by_api)
                 self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
+        else:
+            tracked = _Tracked(packed)
         tracked.last_seen = now
         if message.timestamp > tracked.last_timestamp:
             tracked.last_timestamp = message.timestamp
@@ -242,11 +287,12 @@ class MessageTracker:
         if status in _SENDING and not tracked.sent_timestamp:
             tracked.sent_timestamp = message.timestamp
 
-        implied = statuses_implied(status)
-        new = [s for s in implied if s not in tracked.reached]
+        new = [s for s in statuses_implied(status) if not tracked.reached & _STATUS_BIT[s]]
+        for reached in new:
+            tracked.reached |= _STATUS_BIT[reached]
+        self._messages[message.key] = tracked.pack()
         if not new:
             return
-        tracked.reached = tracked.reached.union(new)
         if counting:
             for reached in new:
                 self._status_reached[reached] = self._status_reached.get(reached, 0) + 1
@@ -269,9 +315,8 @@ class MessageTracker:
         present = {message.key for message in journal.messages}
         stale = [
             key
-            for key, tracked in self._messages.items()
-            if key not in present
-            and (tracked.last_timestamp < horizon or tracked.last_seen < horizon)
+            for key, packed in self._messages.items()
+            if key not in present and min(_last_times(packed)) < horizon
         ]
         for key in stale:
             del self._messages[key]
@@ -356,6 +401,13 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
+
+
+def _timestamp(value: object) -> int:
+    number = _count(value)
+    if number > _TS_MASK:
+        raise ValueError("timestamp out of range")
+    return number
 
 
 def _count(value: object) -> int:
