@@ -290,6 +290,7 @@ class Simulator:
         history: float = 86400,
         stuck_ratio: float = 0.03,
         clock: Callable[[], float] = time.time,
+        first_index: int = 1,
     ) -> None:
         self.seed = seed
         self.host = host
@@ -303,7 +304,7 @@ class Simulator:
         now = clock()
         self.instances: list[SimulatedInstance] = [
             self._make_instance(index, f"sim-{index}", rate, stuck_ratio, now - history)
-            for index in range(1, instances + 1)
+            for index in range(first_index, first_index + instances)
         ]
         for instance in self.instances:
             instance.advance(now, depth)
@@ -748,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print a matching exporter configuration and exit",
     )
+    parser.add_argument("--first-instance", type=int, default=1,
+                        help="number of the first instance (ids and names count on from it)")  # fmt: skip
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow listening on a non-loopback address"
     )
@@ -770,7 +773,8 @@ def main(argv: list[str] | None = None) -> int:
         simulator = Simulator.demo(seed=args.seed, host=host, port=int(port_text))
     else:
         simulator = Simulator(instances=args.instances, seed=args.seed, host=host, port=int(port_text),
-                              depth=args.depth, rate_limit=not args.no_rate_limit, rate=args.rate / 60)  # fmt: skip
+                              depth=args.depth, rate_limit=not args.no_rate_limit, rate=args.rate / 60,
+                              first_index=args.first_instance)  # fmt: skip
     if not args.no_rate_limit:
         simulator.rate_limit = True
     if args.print_config:
