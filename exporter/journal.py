@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -114,42 +113,49 @@ def journal_from_elements(elements: list[object]) -> Journal:
 
 
 def parse_message(element: object) -> JournalMessage | None:
-    """One element, or None when it cannot be used (no object, no idMessage, no timestamp)."""
-    if not isinstance(element, Mapping):
+    """One element, or None when it cannot be used (no object, no idMessage, no timestamp).
+
+    This runs for every element of every answer: the common case (a dict with an int
+    timestamp and known status and type) takes the shortest path.
+    """
+    if type(element) is not dict:  # json.loads only makes plain dicts
         return None
-    id_message = element.get("idMessage")
-    if not isinstance(id_message, str) or not id_message:
+    get = element.get
+    id_message = get("idMessage")
+    if type(id_message) is not str or not id_message:
         return None
-    timestamp = _timestamp(element.get("timestamp"))
-    if timestamp is None:
-        return None
-    chat_id = element.get("chatId")
+    timestamp = get("timestamp")
+    if type(timestamp) is not int or not 0 <= timestamp < _MAX_TIMESTAMP:
+        timestamp = _timestamp(timestamp)
+        if timestamp is None:
+            return None
+    chat_id = get("chatId")
     if chat_id is None:
         chat_id = ""
-    elif not isinstance(chat_id, str):
+    elif type(chat_id) is not str:
         return None
-    extended = element.get("extendedTextMessage")
-    forwarded = element.get("isForwarded") is True or (
-        isinstance(extended, Mapping) and extended.get("isForwarded") is True
-    )
+    forwarded = get("isForwarded") is True
+    if not forwarded:
+        extended = get("extendedTextMessage")
+        forwarded = type(extended) is dict and extended.get("isForwarded") is True
     return JournalMessage(
-        key=chat_id + KEY_SEPARATOR + id_message,
-        timestamp=timestamp,
-        status=_bounded(element.get("statusMessage"), KNOWN_STATUSES, STATUS_UNKNOWN, STATUS_OTHER),
-        message_type=_bounded(
-            element.get("typeMessage"), KNOWN_MESSAGE_TYPES, TYPE_UNKNOWN, TYPE_OTHER
-        ),
-        send_by_api=element.get("sendByApi") is True,
-        forwarded=forwarded,
+        chat_id + KEY_SEPARATOR + id_message,
+        timestamp,
+        _bounded(get("statusMessage"), _STATUS_LABEL, STATUS_UNKNOWN, STATUS_OTHER),
+        _bounded(get("typeMessage"), _TYPE_LABEL, TYPE_UNKNOWN, TYPE_OTHER),
+        get("sendByApi") is True,
+        forwarded,
     )
 
 
-def _bounded(value: object, known: frozenset[str], unknown: str, other: str) -> str:
-    if value is None or value == "":
-        return unknown
-    if isinstance(value, str) and value in known:
-        return value
-    return other
+_STATUS_LABEL = {status: status for status in KNOWN_STATUSES}
+_TYPE_LABEL = {kind: kind for kind in KNOWN_MESSAGE_TYPES}
+
+
+def _bounded(value: object, known: dict[str, str], unknown: str, other: str) -> str:
+    if type(value) is str:
+        return known.get(value) or (unknown if not value else other)
+    return unknown if value is None else other
 
 
 def _timestamp(value: object) -> int | None:

@@ -120,35 +120,37 @@ _FORWARDED = 1 << (_FLAG_BITS - 1)
 class _Tracked:
     """What is remembered of one message, unpacked for an update.
 
-    In the tracker's dict each message is a single int (flags, then three 40-bit
-    timestamps): about 40 bytes instead of an object with five attributes, which matters
+    In the tracker's dict each message is a single int (flags, then two 40-bit
+    timestamps): about 40 bytes instead of an object with four attributes, which matters
     with millions of messages in memory.
     """
 
-    __slots__ = ("forwarded", "last_seen", "last_timestamp", "reached", "sent_timestamp")
+    __slots__ = ("forwarded", "last_timestamp", "reached", "sent_timestamp")
 
     def __init__(self, packed: int = 0) -> None:
         self.reached = packed & (_FORWARDED - 1)  # bits of _STATUS_BIT
         self.forwarded = bool(packed & _FORWARDED)
-        packed >>= _FLAG_BITS
-        self.sent_timestamp = packed & _TS_MASK  # first timestamp while sent/pending; 0 = never
-        self.last_timestamp = (packed >> _TS_BITS) & _TS_MASK
-        self.last_seen = packed >> (2 * _TS_BITS)  # poll time (exporter clock) last in an answer
+        self.sent_timestamp = (
+            packed >> _FLAG_BITS
+        ) & _TS_MASK  # first while sent/pending; 0 = never
+        self.last_timestamp = packed >> _LAST_SHIFT
 
     def pack(self) -> int:
         flags = self.reached | (_FORWARDED if self.forwarded else 0)
-        stamps = (
-            self.sent_timestamp
-            | (self.last_timestamp << _TS_BITS)
-            | (self.last_seen << (2 * _TS_BITS))
-        )
-        return flags | (stamps << _FLAG_BITS)
+        return flags | (self.sent_timestamp << _FLAG_BITS) | (self.last_timestamp << _LAST_SHIFT)
 
 
-def _last_times(packed: int) -> tuple[int, int]:
-    """(last_timestamp, last_seen) of a packed message, for the forgetting sweep."""
-    stamps = packed >> _FLAG_BITS
-    return (stamps >> _TS_BITS) & _TS_MASK, stamps >> (2 * _TS_BITS)
+_LAST_SHIFT = _FLAG_BITS + _TS_BITS  # where last_timestamp starts in a packed message
+
+
+def _unchanged(packed: int, message: JournalMessage) -> bool:
+    """True when ``message`` tells nothing new about the tracked message ``packed``."""
+    return bool(
+        packed & _STATUS_BIT[message.status]
+        and packed >> _LAST_SHIFT >= message.timestamp
+        and (packed & _FORWARDED or not message.forwarded)
+        and (packed >> _FLAG_BITS & _TS_MASK or message.status not in _SENDING)
+    )
 
 
 def statuses_implied(status: str) -> tuple[str, ...]:
@@ -184,9 +186,8 @@ class MessageTracker:
         """Fold one successful poll into the counters and return the new snapshot."""
         baseline = self._baseline_before
         self._baseline_before = None  # the baseline applies to the first journal only
-        now_int = int(now)
         for message in journal.messages:
-            self._observe_message(message, now_int, baseline)
+            self._observe_message(message, baseline)
         self._forget(journal, now)
         self._window = self._window_stats(journal, now, max_messages)
         return self.snapshot()
@@ -222,7 +223,6 @@ class MessageTracker:
                     sorted(status for status, bit in _STATUS_BIT.items() if t.reached & bit),
                     t.sent_timestamp,
                     t.last_timestamp,
-                    t.last_seen,
                     t.forwarded,
                 ]
                 for key, t in ((k, _Tracked(v)) for k, v in self._messages.items())
@@ -243,7 +243,7 @@ class MessageTracker:
         read_lag = _restore_histogram(data["read_lag"])
         window_keys = {(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)}
         tracked: dict[str, int] = {}
-        for key, reached, sent_ts, last_ts, last_seen, forwarded in _rows(data["messages"], 6):
+        for key, reached, sent_ts, last_ts, forwarded in _rows(data["messages"], 5):
             entry = _Tracked()
             for status in _list(reached):
                 if _str(status) not in _STATUS_BIT:
@@ -251,7 +251,6 @@ class MessageTracker:
                 entry.reached |= _STATUS_BIT[_str(status)]
             entry.sent_timestamp = _timestamp(sent_ts)
             entry.last_timestamp = _timestamp(last_ts)
-            entry.last_seen = _timestamp(last_seen)
             entry.forwarded = _bool(forwarded)
             tracked[_str(key)] = entry.pack()
         self._messages_total = messages_total
@@ -263,8 +262,11 @@ class MessageTracker:
         self._messages = tracked
         self._baseline_before = None  # what happened while we were down is news, not history
 
-    def _observe_message(self, message: JournalMessage, now: int, baseline: float | None) -> None:
+    def _observe_message(self, message: JournalMessage, baseline: float | None) -> None:
         packed = self._messages.get(message.key)
+        status = message.status
+        if packed is not None and _unchanged(packed, message):
+            return  # the common case at every poll: nothing new about this message
         counting = True
         if packed is None:
             tracked = _Tracked()
@@ -274,7 +276,6 @@ class MessageTracker:
                 self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
         else:
             tracked = _Tracked(packed)
-        tracked.last_seen = now
         if message.timestamp > tracked.last_timestamp:
             tracked.last_timestamp = message.timestamp
 
@@ -283,7 +284,6 @@ class MessageTracker:
             if counting:
                 self._forwarded_total += 1
 
-        status = message.status
         if status in _SENDING and not tracked.sent_timestamp:
             tracked.sent_timestamp = message.timestamp
 
@@ -310,13 +310,15 @@ class MessageTracker:
     def _forget(self, journal: Journal, now: float) -> None:
         """Drop messages that left the window. One missing from a single response (the
         journal loses messages now and then) is kept while its timestamp is in the window,
-        so that it is not counted again when it comes back."""
-        horizon = now - self.window
+        so that it is not counted again when it comes back. One whose timestamp lies more
+        than a window in the future (a broken clock) is dropped as soon as it is missing:
+        it would otherwise stay for as long as its timestamp is ahead."""
+        oldest, newest = now - self.window, now + self.window
         present = {message.key for message in journal.messages}
         stale = [
             key
             for key, packed in self._messages.items()
-            if key not in present and min(_last_times(packed)) < horizon
+            if key not in present and not oldest <= packed >> _LAST_SHIFT <= newest
         ]
         for key in stale:
             del self._messages[key]
