@@ -17,6 +17,7 @@ from exporter import __version__
 from exporter.client import GreenApiClient
 from exporter.collector import ExporterSnapshot
 from exporter.config import Config, ConfigError
+from exporter.exposition import TextExposition
 from exporter.logs import Secrets
 from exporter.poller import InstancePoller
 from exporter.scheduler import Scheduler
@@ -44,6 +45,7 @@ class Exporter:
         self._start_time = clock()
         self._client = GreenApiClient(pool_size=config.concurrency)
         self._scheduler = Scheduler(config.concurrency, self._poll)
+        self.exposition = TextExposition()
         self._reload_successful = True
         self._reload_success_timestamp = self._start_time
         pollers = {
@@ -109,6 +111,7 @@ class Exporter:
             return poller.poll(self._client)
         finally:
             self._state_dirty.set()
+            self.exposition.refresh(poller.snapshot, self.config.label_names)
 
     def _save_loop(self) -> None:
         """Write the state file after polls finish, at most once a second."""

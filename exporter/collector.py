@@ -15,7 +15,7 @@ static label ``team``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -215,15 +215,12 @@ class GreenApiCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield from _Families(()).all()
-        yield from _exporter_families(None)
+        yield from exporter_families(None)
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._snapshot()
-        families = _Families(snapshot.label_names)
-        for instance in snapshot.instances:
-            families.add(instance, snapshot.label_names)
-        yield from families.all()
-        yield from _exporter_families(snapshot)
+        yield from instance_families(snapshot.label_names, snapshot.instances)
+        yield from exporter_families(snapshot)
 
 
 class ProbeCollector(Collector):
@@ -243,7 +240,18 @@ class ProbeCollector(Collector):
         yield from families.all()
 
 
-def _exporter_families(snapshot: ExporterSnapshot | None) -> Iterator[Metric]:
+def instance_families(
+    label_names: tuple[str, ...], instances: Iterable[InstanceSnapshot]
+) -> list[Metric]:
+    """The per-instance metric families of ``instances``, in exposition order."""
+    families = _Families(label_names)
+    for instance in instances:
+        families.add(instance, label_names)
+    return families.all()
+
+
+def exporter_families(snapshot: ExporterSnapshot | None) -> Iterator[Metric]:
+    """The exporter's own metrics (build info, instances, reloads)."""
     build = GaugeMetricFamily(
         "greenapi_exporter_build_info", "Version of the exporter; always 1.", labels=["version"]
     )
