@@ -1,4 +1,11 @@
-"""Alert rules and dashboards, checked statically: promtool, names, and dashboard hygiene."""
+"""Alert rules, scrape configs and dashboards, checked statically.
+
+promtool checks and unit-tests the rules and checks the example configs; the alerts of SPEC
+section 6 exist with the labels and annotations users rely on; every metric name that rules
+and dashboards use is one of SPEC section 5 (and one the exporter describes); the dashboards
+follow SPEC section 9 (datasource variable, no hard-coded datasource, fixed uid, units,
+descriptions, $__rate_interval); the generated JSON is up to date.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +26,50 @@ from exporter.simulator import Simulator
 from tests.conftest import ROOT
 
 PROMETHEUS = ROOT / "prometheus"
-DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+GRAFANA = ROOT / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RUNBOOK = "https://github.com/greenapi-exporter/greenapi-exporter/blob/main/docs/runbook.md"
+
 SPEC_ALERTS = {
     "GreenApiExporterDown", "GreenApiPollFailing", "GreenApiRateLimited", "GreenApiQuotaExceeded",
     "GreenApiUndeliveredMessages", "GreenApiDeliveryLagHigh", "GreenApiWindowTruncated",
     "GreenApiNoOutgoingMessages",
 }  # fmt: skip
 
+# SPEC section 5, by type. Sample names are derived below (counters end in _total,
+# histograms have _bucket/_sum/_count).
+SPEC_GAUGES = {
+    "greenapi_up", "greenapi_poll_duration_seconds", "greenapi_last_poll_success_timestamp_seconds",
+    "greenapi_outgoing_messages", "greenapi_outgoing_send_by_api_messages",
+    "greenapi_outgoing_send_by_api_ratio", "greenapi_outgoing_forwarded_messages",
+    "greenapi_outgoing_undelivered_messages", "greenapi_outgoing_oldest_undelivered_age_seconds",
+    "greenapi_outgoing_last_message_timestamp_seconds", "greenapi_outgoing_window_truncated",
+    "greenapi_outgoing_window_seconds", "greenapi_outgoing_invalid_messages",
+    "greenapi_exporter_build_info", "greenapi_exporter_instances",
+    "greenapi_exporter_tracked_messages", "greenapi_exporter_config_last_reload_successful",
+    "greenapi_exporter_config_last_reload_success_timestamp_seconds",
+}  # fmt: skip
+SPEC_COUNTERS = {
+    "greenapi_polls_total", "greenapi_outgoing_messages_total",
+    "greenapi_outgoing_status_reached_total", "greenapi_outgoing_forwarded_messages_total",
+}  # fmt: skip
+SPEC_HISTOGRAMS = {"greenapi_outgoing_delivery_lag_seconds", "greenapi_outgoing_read_lag_seconds"}
+SPEC_SAMPLE_NAMES = (
+    SPEC_GAUGES
+    | SPEC_COUNTERS
+    | {h + suffix for h in SPEC_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+)
 
-def promtool(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+# A greenapi_* metric name or a greenapi:* recording-rule name inside PromQL.
+METRIC_NAME = re.compile(r"(?<![\w:])greenapi(?:_[a-z_]+|:[A-Za-z0-9_:]+)")
+
+
+def promtool(*args: str, input: str | None = None, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:  # fmt: skip
     binary = shutil.which("promtool")
     if binary is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
-    return subprocess.run(
-        [binary, *args], capture_output=True, text=True, cwd=PROMETHEUS, input=input
-    )
-
-
-def exported_names() -> set[str]:
-    """Every sample name the exporter can emit, from its own describe()."""
-    names: set[str] = set()
-    for family in GreenApiCollector(lambda: None).describe():  # type: ignore[arg-type, return-value]
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        elif family.type == "histogram":
-            names.update(family.name + suffix for suffix in ("_bucket", "_sum", "_count"))
-        else:
-            names.add(family.name)
-    return names
+        pytest.skip("promtool is not installed (Debian package `prometheus`; CI installs it)")
+    return subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, input=input)
 
 
 def rules() -> list[dict[str, Any]]:
@@ -53,10 +77,47 @@ def rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+def alerts() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in rules() if "alert" in rule}
+
+
+def recording_names() -> set[str]:
+    return {rule["record"] for rule in rules() if "record" in rule}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))
+
+
+def all_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # panels inside collapsed rows
+
+
 def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
-    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    """Every PromQL expression: panel targets, variable queries, annotations."""
+    queries = [t["expr"] for p in all_panels(dashboard) for t in p.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            queries.append(query["query"] if isinstance(query, dict) else query)
     queries += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
     return queries
+
+
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) for every key of every object in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+
+
+# --- promtool ---------------------------------------------------------------------------------
 
 
 def test_promtool_checks_the_rules() -> None:
@@ -69,102 +130,287 @@ def test_promtool_unit_tests_of_the_rules_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.compose.yml"])
+@pytest.mark.parametrize("config", sorted(p.name for p in PROMETHEUS.glob("prometheus*.yml")))
 def test_promtool_checks_the_example_scrape_configs(config: str) -> None:
     result = promtool("check", "config", config)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_alert_of_the_spec_exists_with_severity_and_annotations_naming_the_instance() -> None:
-    alerts = {rule["alert"]: rule for rule in rules() if "alert" in rule}
-    assert set(alerts) >= SPEC_ALERTS
-    for name, rule in alerts.items():
+def test_the_example_probe_job_uses_the_multi_target_pattern() -> None:
+    """/probe?target=NAME: the target is an instance name, the exporter is the address."""
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    [probe] = [j for j in config["scrape_configs"] if j.get("metrics_path") == "/probe"]
+    assert "greenapi" in probe["job_name"]  # so that GreenApiExporterDown watches it
+    relabel = probe["relabel_configs"]
+    assert {"source_labels": ["__address__"], "target_label": "__param_target"} in relabel
+    assert {"source_labels": ["__param_target"], "target_label": "name"} in relabel
+    assert relabel[-1] == {"target_label": "__address__", "replacement": "localhost:9935"}
+    assert probe["honor_labels"] is True  # keep the exposed `name`, no exported_name
+
+
+def test_the_example_scrape_config_scrapes_the_exporter_as_job_greenapi() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "greenapi"]
+    assert job["static_configs"][0]["targets"] == ["localhost:9935"]
+    assert "alerts.yml" in config["rule_files"]
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def test_every_alert_of_the_spec_exists_with_for_severity_and_annotations_naming_the_instance() -> None:  # fmt: skip
+    found = alerts()
+    assert set(found) >= SPEC_ALERTS, SPEC_ALERTS - set(found)
+    # SPEC section 8 alerts belong to the optional collectors, not to this file (yet).
+    for name, rule in found.items():
+        assert rule.get("for"), f"{name}: no `for`"
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
         annotations = rule["annotations"]
-        assert annotations["runbook_url"].endswith("#" + name.lower())
-        if name != "GreenApiExporterDown":  # about the exporter, not a GREEN-API instance
-            assert "$labels.name" in annotations["summary"] + annotations["description"], name
+        assert annotations["runbook_url"] == f"{RUNBOOK}#{name.lower()}", name
+        for key in ("summary", "description"):
+            text = annotations[key]
+            assert "$labels.name" in text, (name, key)
+            if name == "GreenApiExporterDown":  # the scrape target; `name` only with /probe
+                assert "$labels.instance" in text, (name, key)
+            else:
+                assert "$labels.id_instance" in text, (name, key)
 
 
-def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not() -> None:
+def test_the_silent_instance_alert_only_watches_instances_that_opt_in() -> None:
+    expr = alerts()["GreenApiNoOutgoingMessages"]["expr"]
+    assert 'expect_traffic="true"' in expr
+
+
+def test_the_poll_alerts_use_the_spec_results() -> None:
+    found = alerts()
+    assert "greenapi_up == 0" in found["GreenApiPollFailing"]["expr"]
+    assert 'result="http_429"' in found["GreenApiRateLimited"]["expr"]
+    assert 'result="http_466"' in found["GreenApiQuotaExceeded"]["expr"]
+
+
+def test_every_alert_is_unit_tested_firing_quiet_and_recovering() -> None:
     tests = yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
-    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
-    for alert in SPEC_ALERTS:
-        mine = [case for case in cases if case["alertname"] == alert]
-        assert any(case["exp_alerts"] for case in mine), f"{alert} never fires in a test"
-        assert any(not case["exp_alerts"] for case in mine), f"{alert} never shown quiet"
+    for alert in sorted(alerts()):
+        fires = quiet = recovers = False
+        for test in tests:
+            cases = sorted(
+                (c for c in test.get("alert_rule_test", []) if c["alertname"] == alert),
+                key=lambda c: duration(c["eval_time"]),
+            )
+            fired_at = [duration(c["eval_time"]) for c in cases if c["exp_alerts"]]
+            quiet_at = [duration(c["eval_time"]) for c in cases if not c["exp_alerts"]]
+            fires |= bool(fired_at)
+            quiet |= bool(quiet_at)
+            recovers |= bool(fired_at) and any(t > min(fired_at) for t in quiet_at)
+            for case in cases:
+                for expected in case["exp_alerts"]:
+                    assert expected["exp_labels"].get("severity"), (alert, case)
+                    assert set(expected["exp_annotations"]) >= {"summary", "description",
+                                                                "runbook_url"}, (alert, case)  # fmt: skip
+        assert fires, f"{alert} never fires in alerts.test.yml"
+        assert quiet, f"{alert} is never shown quiet in alerts.test.yml"
+        assert recovers, f"{alert} is never shown resolving after it fired"
+
+
+def duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", str(text))
+    assert parts, text
+    return sum(int(n) * units[u] for n, u in parts)
 
 
 def test_every_alert_has_a_runbook_section() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text()
-    headings = {line.lstrip("#").strip() for line in runbook.splitlines() if line.startswith("## ")}
-    assert headings >= SPEC_ALERTS
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("## ")
+    }
+    assert anchors >= {a.lower() for a in alerts()}
 
 
-def used_metric_names(text: str) -> set[str]:
-    return set(re.findall(r"\bgreenapi_[a-z_]+", text))
+def test_recording_rules_follow_the_naming_convention() -> None:
+    names = recording_names()
+    assert names
+    for name in names:
+        assert re.fullmatch(r"greenapi:[a-z0-9_]+:[a-z0-9_]+", name), name
 
 
-def test_rules_and_dashboards_use_only_metrics_the_exporter_emits() -> None:
-    emitted = exported_names()
-    texts = [(PROMETHEUS / "alerts.yml").read_text(), *(p.read_text() for p in DASHBOARDS)]
-    used = set().union(*(used_metric_names(t) for t in texts))
-    assert used, "no metric names found"
-    assert used - emitted == set()
+# --- metric names -----------------------------------------------------------------------------
+
+
+def used_names(expressions: list[str]) -> set[str]:
+    return {name for expr in expressions for name in METRIC_NAME.findall(expr)}
+
+
+def rule_expressions() -> list[str]:
+    texts = []
+    for rule in rules():
+        texts.append(rule["expr"])
+        texts += rule.get("annotations", {}).values()  # query templates name metrics too
+    return texts
+
+
+def exporter_sample_names() -> set[str]:
+    """The sample names the real exporter describes (counters: _total; histograms: the series)."""
+    described: set[str] = set()
+    for family in GreenApiCollector(lambda: None).describe():  # type: ignore[arg-type, return-value]
+        if family.type == "counter":
+            described.add(family.name + "_total")
+        elif family.type == "histogram":
+            described.update(family.name + s for s in ("_bucket", "_sum", "_count"))
+        else:
+            described.add(family.name)
+    return described
+
+
+def test_the_spec_names_are_what_the_exporter_describes() -> None:
+    described = exporter_sample_names()
+    assert described >= SPEC_SAMPLE_NAMES, SPEC_SAMPLE_NAMES - described
+
+
+@pytest.mark.parametrize("source", ["alerts.yml", *(p.name for p in DASHBOARDS)])
+def test_rules_and_dashboards_use_only_spec_metric_names(source: str) -> None:
+    if source == "alerts.yml":
+        expressions = rule_expressions()
+    else:
+        expressions = dashboard_queries(load(GRAFANA / "dashboards" / source))
+    used = used_names(expressions)
+    assert used, "no greenapi metric found"
+    allowed = (exporter_sample_names() & SPEC_SAMPLE_NAMES) | recording_names()
+    unknown = used - allowed
+    assert not unknown, f"{source}: not emitted by the exporter (SPEC section 5): {sorted(unknown)}"
+
+
+def test_the_dashboards_do_not_need_the_recording_rules() -> None:
+    """Imported into any Grafana on any Prometheus, they must work without our rules."""
+    for path in DASHBOARDS:
+        assert not {n for n in used_names(dashboard_queries(load(path))) if ":" in n}, path.name
+
+
+# --- dashboards -------------------------------------------------------------------------------
+
+
+def test_there_are_the_two_dashboards() -> None:
+    assert {p.stem for p in DASHBOARDS} >= {"greenapi-fleet", "greenapi-instance"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_dashboards_choose_their_datasource_through_a_variable(path: Path) -> None:
+def test_dashboards_choose_their_datasource_through_a_variable_only(path: Path) -> None:
     text = path.read_text()
     dashboard = json.loads(text)
-    assert "${DS_" not in text
+    assert "${DS_" not in text, "__inputs placeholders are not resolved by file provisioning"
     [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
     assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
-        for target in panel["targets"]:
-            assert target["datasource"]["uid"] == "${datasource}"
-
-
-@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_dashboards_have_a_fixed_uid_tags_and_job_and_name_variables(path: Path) -> None:
-    dashboard = json.loads(path.read_text())
-    assert dashboard["uid"] == path.stem
-    assert "greenapi" in dashboard["tags"]
-    titles = [p["title"] for p in dashboard["panels"]]
-    assert len(titles) == len(set(titles)), "panel titles must be unique"
-    names = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"job", "name", "filters"} <= names
-    assert any(link.get("url", "").startswith("/d/") for link in dashboard["links"])
-
-
-@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_every_panel_has_a_description_a_unit_and_rate_interval(path: Path) -> None:
-    dashboard = json.loads(path.read_text())
-    for panel in dashboard["panels"]:
+    assert not variable.get("current", {}).get("value"), "no datasource pinned as current"
+    references = [(where, value) for where, key, value in walk(dashboard) if key == "datasource"]
+    assert references
+    for where, value in references:
+        assert value == DATASOURCE, f"{where}: {value!r} (hard-coded datasource?)"
+    for panel in all_panels(dashboard):
         if panel["type"] in {"row", "text"}:
             continue
-        assert panel.get("description"), panel["title"]
-        assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
-        assert panel["fieldConfig"]["defaults"].get("thresholds"), panel["title"]
-    for query in dashboard_queries(dashboard):
-        for window in re.findall(r"(?:rate|increase)\([^\[]*\[([^\]]+)\]", query):
-            if "process_start_time" in query or "reload_success" in query:
-                continue  # annotations look for changes within minutes, not a rate
-            assert window == "$__rate_interval", query
+        assert panel.get("datasource") == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target.get("datasource") == DATASOURCE, panel["title"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] in {"query", "adhoc"}:
+            assert variable["datasource"] == DATASOURCE, variable["name"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            assert annotation["datasource"] == DATASOURCE, annotation["name"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboards_have_uid_tags_variables_and_links(path: Path) -> None:
+    dashboard = load(path)
+    assert dashboard["uid"] == path.stem
+    assert dashboard["title"].startswith("GREEN-API / ")
+    assert "greenapi" in dashboard["tags"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "job", "name"} <= set(variables)
+    job = variables["job"]
+    assert job["type"] == "query"
+    assert job["query"] == "label_values(greenapi_exporter_build_info, job)"
+    name = variables["name"]
+    assert name["type"] == "query"
+    assert name["query"] == 'label_values(greenapi_up{job=~"$job"}, name)'
+    if path.stem == "greenapi-fleet":  # every instance, or a few
+        assert name["multi"] and name["includeAll"] and name["allValue"] == ".*"
+    else:  # the detail of one instance
+        assert not name["multi"] and not name["includeAll"]
+    assert [v for v in variables.values() if v["type"] == "adhoc"], "no ad-hoc label filter"
+    others = {p.stem for p in DASHBOARDS} - {path.stem}
+    urls = " ".join(link.get("url", "") for link in dashboard["links"])
+    for other in others:
+        assert f"/d/{other}" in urls, f"no link to {other}"
+    assert any(link["type"] == "dashboards" and "greenapi" in link["tags"]
+               for link in dashboard["links"])  # fmt: skip
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_panel_has_a_description_unit_and_thresholds(path: Path) -> None:
+    dashboard = load(path)
+    titles = [p["title"] for p in all_panels(dashboard)]
+    assert len(titles) == len(set(titles)), "panel titles must be unique"
+    ids = [p["id"] for p in all_panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in all_panels(dashboard):
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        if panel["type"] in {"row", "text"}:
+            continue
+        defaults = panel["fieldConfig"]["defaults"]
+        assert panel.get("description"), f"{panel['title']}: no description"
+        assert defaults.get("unit"), f"{panel['title']}: no unit"
+        assert defaults.get("thresholds", {}).get("steps"), f"{panel['title']}: no thresholds"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_rate_and_increase_uses_rate_interval(path: Path) -> None:
+    for query in dashboard_queries(load(path)):
+        for match in re.finditer(r"\b(?:rate|irate|increase)\s*\(", query):
+            window = re.search(r"\[([^\]]+)\]", query[match.end() :])
+            assert window, query
+            assert window.group(1) == "$__rate_interval", query
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_per_instance_queries_follow_the_job_and_name_variables(path: Path) -> None:
+    for panel in all_panels(load(path)):
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for selector in re.findall(r"greenapi_[a-z_]+(\{[^}]*\})?", expr):
+                assert 'job=~"$job"' in selector, (panel["title"], expr)
+            if re.search(r"greenapi_(?!exporter_)", expr):
+                assert 'name=~"$name"' in expr, (panel["title"], expr)
 
 
 def test_the_generated_dashboards_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "grafana" / "generate.py"), "--check"],
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_finds_no_problem_in_the_exposition(
-    simulator: Simulator, run_exporter: Any
-) -> None:
+def test_grafana_provisioning_points_at_the_dashboards() -> None:
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/greenapi.yml").read_text())
+    [provider] = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    assert [d["type"] for d in sources["datasources"]] == ["prometheus"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    volumes = " ".join(compose["services"]["grafana"]["volumes"])
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards" in volumes
+    assert "./grafana/provisioning:/etc/grafana/provisioning" in volumes
+
+
+# --- the exposition ---------------------------------------------------------------------------
+
+
+def test_promtool_finds_no_problem_in_the_exposition(simulator: Simulator, run_exporter: Any) -> None:  # fmt: skip
     exporter = run_exporter(simulator.exporter_config(poll_interval="1s"))
     exporter.wait_ready()
     text = exporter.get("/metrics").text
