@@ -1,0 +1,43 @@
+"""Write prometheusrule.yaml (a Prometheus Operator PrometheusRule) from prometheus/alerts.yml.
+
+    python deploy/kubernetes/make_rule.py          # rewrite it
+    python deploy/kubernetes/make_rule.py --check  # exit 1 if it is out of date (the tests run this)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+RULES = HERE.parent.parent / "prometheus" / "alerts.yml"
+TARGET = HERE / "prometheusrule.yaml"
+
+
+def render() -> str:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    document = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "greenapi-exporter", "labels": {"app.kubernetes.io/name": "greenapi-exporter"}},
+        "spec": {"groups": groups},
+    }
+    header = "# Generated from prometheus/alerts.yml by make_rule.py: edit that file, not this one.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--check" in argv:
+        if not TARGET.exists() or TARGET.read_text() != text:
+            print("prometheusrule.yaml is out of date: python deploy/kubernetes/make_rule.py", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
