@@ -30,6 +30,9 @@ OWN_LABELS = frozenset(
 )  # fmt: skip
 
 COLLECTORS = ("outgoing", "state", "queue", "incoming")
+# The collectors of SPEC §8 other than the journal are not implemented yet: refused by name,
+# so that a configuration asking for them fails loudly instead of silently collecting nothing.
+IMPLEMENTED_COLLECTORS = ("outgoing",)
 DEFAULT_API_URL = "https://api.green-api.com"
 MAX_WINDOW = 90 * 86400.0
 
@@ -400,6 +403,10 @@ class _Parser:
                 self.error(
                     f"{path}[{index}]",
                     f"unknown collector {item!r} (known: {', '.join(COLLECTORS)})",
+                )
+            elif item not in IMPLEMENTED_COLLECTORS:
+                self.error(
+                    f"{path}[{index}]", f"collector {item!r} is not supported by this version yet"
                 )
             elif item in seen:
                 self.error(f"{path}[{index}]", f"{item!r} is listed twice")

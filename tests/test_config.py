@@ -397,3 +397,8 @@ def test_a_poll_interval_that_would_exhaust_the_stated_quota_is_warned_about(
         in warning
     )
     assert "use poll_interval 43m12s or more" in warning
+
+
+def test_a_collector_not_implemented_yet_is_refused_by_name(tmp_path: Path) -> None:
+    text = refused(tmp_path, {"instances": [instance(collect=["outgoing", "state"])]})
+    assert "instances[0].collect[1]: collector 'state' is not supported by this version yet" in text
