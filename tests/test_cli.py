@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -139,3 +140,16 @@ def test_demo_serves_metrics_of_the_embedded_simulator(tmp_path: Path) -> None:
         assert undelivered and undelivered[0] > 0
     finally:
         exporter.stop()
+
+
+def test_json_logs_are_one_object_per_line_with_instance_fields(tmp_path: Path) -> None:
+    exporter = ExporterProcess(tmp_path, None, "--demo", "--log.format", "json")
+    try:
+        exporter.wait_ready(timeout=30)
+    finally:
+        exporter.stop()
+    records = [json.loads(line) for line in exporter.log().splitlines() if line.strip()]
+    assert records and all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    assert any(
+        r["msg"] == "first poll succeeded" and r.get("instance") == "shop-bot" for r in records
+    )
