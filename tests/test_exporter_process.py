@@ -46,7 +46,8 @@ class TestScriptedScenario:
     """One instance with a scripted journal, checked value by value."""
 
     @pytest.fixture(scope="class")
-    def scenario(self, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    @classmethod
+    def scenario(cls, tmp_path_factory: pytest.TempPathFactory) -> Any:
         sim = Simulator(instances=2, seed=3)
         sim.start()
         now = time.time()
