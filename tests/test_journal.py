@@ -9,7 +9,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter import journal
 from exporter.journal import KEY_SEPARATOR, InvalidJournal, parse_journal
+
+
+@pytest.fixture(autouse=True, params=["orjson", "json"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the optional fast parser and with the standard library alone."""
+    if request.param == "json":
+        monkeypatch.setattr(journal, "_fast_loads", None)
+    elif journal._fast_loads is None:
+        pytest.skip("orjson is not installed")
+    return str(request.param)
+
+
+def test_nan_and_huge_integers_parse_as_the_standard_library_parses_them() -> None:
+    parsed = parse_journal(
+        b'[{"idMessage": "a", "timestamp": 1, "x": NaN, "y": 123456789012345678901234567890}]'
+    )
+    assert len(parsed.messages) == 1
 
 
 def element(**fields: object) -> dict[str, object]:
