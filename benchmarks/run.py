@@ -144,7 +144,7 @@ def snapshot_for(instances: int) -> ExporterSnapshot:
         elements.append({"idMessage": f"M{index}", "chatId": "1@c.us", "timestamp": 1_800_000_000 + index,
                          "statusMessage": status, "typeMessage": kind, "sendByApi": index % 7 != 0})  # fmt: skip
     tracked = tracker.observe(journal_from_elements(elements), 1_800_000_100, 5000)
-    polls = MappingProxyType({result: 1000 + i for i, result in enumerate(RESULTS)})
+    polls = MappingProxyType({"outgoing": {result: 1000 + i for i, result in enumerate(RESULTS)}})
     return ExporterSnapshot(
         version=__version__,
         instances=tuple(
@@ -297,8 +297,9 @@ def bench_scale(duration: float) -> Row:
         late = exporter._scheduler.max_lateness
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         snap = exporter.snapshot()
-        ok = sum(i.polls_total["success"] for i in snap.instances)
-        failed = sum(sum(i.polls_total.values()) - i.polls_total["success"] for i in snap.instances)
+        journal = [i.polls_total["outgoing"] for i in snap.instances]
+        ok = sum(polls["success"] for polls in journal)
+        failed = sum(sum(polls.values()) - polls["success"] for polls in journal)
         exporter.stop()
     finally:
         for process in processes:

@@ -185,5 +185,6 @@ class Exporter:
         )
 
     def ready(self) -> bool:
-        """True once every configured instance has finished its first poll."""
-        return all(poller.snapshot.polled for poller in self._pollers.values())
+        """True once every configured instance has finished its first poll of every
+        collector (success or failure)."""
+        return all(poller.snapshot.ready for poller in self._pollers.values())

@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import COLLECTORS, Config, ConfigError, load_config, parse_config
 from exporter.logs import FORMATS, LEVELS, Secrets, setup_logging
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
 
@@ -214,7 +214,9 @@ def _start_demo() -> tuple[Callable[[], Config], Callable[[], None]]:
 
     simulator = Simulator.demo()
     simulator.start()
-    document = simulator.exporter_config(poll_interval="5s")
+    # Every collector: the demo shows support-bot losing its authorization and its send
+    # queue growing meanwhile (see Simulator.demo).
+    document = simulator.exporter_config(poll_interval="5s", collect=list(COLLECTORS))
     log.info("demo mode: polling an embedded GREEN-API simulator", extra={"url": simulator.url})
 
     def load() -> Config:

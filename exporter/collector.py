@@ -8,9 +8,15 @@ Example output for one instance (``name="sales-bot"``, ``id_instance="1101000001
 static label ``team``)::
 
     greenapi_up{id_instance="1101000001",name="sales-bot",team="sales"} 1.0
-    greenapi_polls_total{id_instance="1101000001",name="sales-bot",result="success",team="sales"} 42.0
+    greenapi_polls_total{collector="outgoing",id_instance="1101000001",name="sales-bot",result="success",team="sales"} 42.0
     greenapi_outgoing_messages{id_instance="1101000001",message_type="textMessage",name="sales-bot",status="read",team="sales"} 17.0
     greenapi_outgoing_delivery_lag_seconds_bucket{id_instance="1101000001",le="5.0",name="sales-bot",team="sales"} 12.0
+    greenapi_instance_state{id_instance="1101000001",name="sales-bot",state="authorized",team="sales"} 1.0
+    greenapi_instance_state{id_instance="1101000001",name="sales-bot",state="notAuthorized",team="sales"} 0.0
+    greenapi_send_queue_messages{id_instance="1101000001",name="sales-bot",team="sales"} 3.0
+    greenapi_incoming_messages_total{id_instance="1101000001",message_type="textMessage",name="sales-bot",team="sales"} 8.0
+
+The families of a collector that an instance does not ``collect`` have no series for it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from exporter.client import RESULTS
 from exporter.poller import InstanceSnapshot
+from exporter.status import INSTANCE_STATES
 from exporter.tracker import LAG_BUCKETS, Histogram
 
 
@@ -70,7 +77,12 @@ class _Families:
             "greenapi_last_poll_success_timestamp_seconds",
             "UNIX time when the last successful poll ended.",
         )
-        self.polls = counter("greenapi_polls", "Polls of the outgoing journal by result.", "result")
+        self.polls = counter(
+            "greenapi_polls",
+            "Requests to GREEN-API by collector (outgoing is the journal) and result.",
+            "result",
+            "collector",
+        )
         self.messages = gauge(
             "greenapi_outgoing_messages",
             "Messages in the journal window by status and type.",
@@ -132,6 +144,26 @@ class _Families:
             "greenapi_outgoing_read_lag_seconds",
             "Seconds from sent to first seen read, from the API's timestamps.",
         )
+        self.instance_state = gauge(
+            "greenapi_instance_state",
+            "1 for the instance's current stateInstance, 0 for the other known states.",
+            "state",
+        )
+        self.send_queue = gauge(
+            "greenapi_send_queue_messages", "Messages waiting in the instance's send queue."
+        )
+        self.incoming = gauge(
+            "greenapi_incoming_messages", "Incoming messages in the window by type.", "message_type"
+        )
+        self.incoming_total = counter(
+            "greenapi_incoming_messages",
+            "Distinct incoming messages seen for the first time.",
+            "message_type",
+        )
+        self.incoming_last = gauge(
+            "greenapi_incoming_last_message_timestamp_seconds",
+            "Newest incoming message timestamp in the window.",
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -154,14 +186,33 @@ class _Families:
             self.forwarded_total,
             self.delivery_lag,
             self.read_lag,
+            self.instance_state,
+            self.send_queue,
+            self.incoming,
+            self.incoming_total,
+            self.incoming_last,
         ]
 
     def add(self, instance: InstanceSnapshot, label_names: Sequence[str]) -> None:
         static = dict(instance.labels)
         labels = [instance.name, instance.id_instance, *(static.get(k, "") for k in label_names)]
+        for collector, counts in instance.polls_total.items():
+            for result in RESULTS:
+                self.polls.add_metric([*labels, result, collector], counts.get(result, 0))
+        if "outgoing" in instance.collect:
+            self._add_outgoing(instance, labels)
+        if "state" in instance.collect and instance.state is not None:
+            for state in INSTANCE_STATES:
+                self.instance_state.add_metric(
+                    [*labels, state], 1.0 if state == instance.state else 0.0
+                )
+        if "queue" in instance.collect and instance.send_queue is not None:
+            self.send_queue.add_metric(labels, instance.send_queue)
+        if "incoming" in instance.collect:
+            self._add_incoming(instance, labels)
+
+    def _add_outgoing(self, instance: InstanceSnapshot, labels: list[str]) -> None:
         self.window_seconds.add_metric(labels, instance.window_seconds)
-        for result in RESULTS:
-            self.polls.add_metric([*labels, result], instance.polls_total.get(result, 0))
         if instance.polled:
             self.up.add_metric(labels, 1.0 if instance.up else 0.0)
             self.poll_duration.add_metric(labels, instance.last_poll_duration)
@@ -193,6 +244,16 @@ class _Families:
             self.last_message.add_metric(labels, window.last_message_timestamp)
         self.truncated.add_metric(labels, 1.0 if window.truncated else 0.0)
         self.invalid.add_metric(labels, window.invalid)
+
+    def _add_incoming(self, instance: InstanceSnapshot, labels: list[str]) -> None:
+        incoming = instance.incoming
+        for message_type, count in sorted(incoming.messages_total.items()):
+            self.incoming_total.add_metric([*labels, message_type], count)
+        if incoming.window is not None:
+            for message_type, count in sorted(incoming.window.items()):
+                self.incoming.add_metric([*labels, message_type], count)
+        if incoming.last_message_timestamp is not None:
+            self.incoming_last.add_metric(labels, incoming.last_message_timestamp)
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
@@ -270,7 +331,9 @@ def exporter_families(snapshot: ExporterSnapshot | None) -> Iterator[Metric]:
     if snapshot is not None:
         build.add_metric([snapshot.version], 1.0)
         instances.add_metric([], len(snapshot.instances))
-        tracked.add_metric([], sum(i.tracker.tracked for i in snapshot.instances))
+        tracked.add_metric(
+            [], sum(i.tracker.tracked + i.incoming.tracked for i in snapshot.instances)
+        )
         reload_ok.add_metric([], 1.0 if snapshot.reload_successful else 0.0)
         reload_time.add_metric([], snapshot.reload_success_timestamp)
     yield from (build, instances, tracked, reload_ok, reload_time)

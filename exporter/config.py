@@ -30,10 +30,17 @@ OWN_LABELS: frozenset[str] = frozenset(
      "state", "le", "quantile", "version", "job", "instance"}
 )  # fmt: skip
 
+# What `collect:` can list, in the order an instance's requests are made, and the GREEN-API
+# method each one calls.
 COLLECTORS: tuple[str, ...] = ("outgoing", "state", "queue", "incoming")
-# The collectors of SPEC §8 other than the journal are not implemented yet: refused by name,
-# so that a configuration asking for them fails loudly instead of silently collecting nothing.
-IMPLEMENTED_COLLECTORS: tuple[str, ...] = ("outgoing",)
+COLLECTOR_METHODS: Mapping[str, str] = {
+    "outgoing": "lastOutgoingMessages",
+    "state": "getStateInstance",
+    "queue": "getMessagesCount",
+    "incoming": "lastIncomingMessages",
+}
+# The journal methods: they take ?minutes= and count against the plan's monthly quota.
+JOURNAL_COLLECTORS = frozenset({"outgoing", "incoming"})
 DEFAULT_API_URL = "https://api.green-api.com"
 DEFAULT_CONCURRENCY = 8
 MIN_POLL_INTERVAL = 1.0  # GREEN-API allows one request per second per instance and method
@@ -86,7 +93,7 @@ class InstanceConfig:
     @property
     def journal_methods(self) -> int:
         """Journal methods fetched per poll: the plan's quota counts these."""
-        return sum(1 for c in self.collect if c in ("outgoing", "incoming"))
+        return sum(1 for c in self.collect if c in JOURNAL_COLLECTORS)
 
     @property
     def monthly_calls(self) -> int:
@@ -98,13 +105,24 @@ class InstanceConfig:
         """The ``?minutes=`` value sent to GREEN-API."""
         return max(1, int(self.window // 60))
 
-    def journal_url(self) -> str:
-        """The request URL. It contains the token: never log it, use :meth:`redacted_url`."""
-        return f"{self.api_url}/waInstance{self.id_instance}/lastOutgoingMessages/{self.api_token}"
+    def method_url(self, collector: str) -> str:
+        """The request URL of a collector. It contains the token: never log it, use
+        :meth:`redacted_url`."""
+        method = COLLECTOR_METHODS[collector]
+        return f"{self.api_url}/waInstance{self.id_instance}/{method}/{self.api_token}"
 
-    def redacted_url(self) -> str:
-        """:meth:`journal_url` with the token replaced by ``<redacted>``."""
-        return f"{self.api_url}/waInstance{self.id_instance}/lastOutgoingMessages/<redacted>"
+    def method_params(self, collector: str) -> dict[str, str]:
+        """The query of a collector's request: the journals take the window in minutes."""
+        return {"minutes": str(self.window_minutes)} if collector in JOURNAL_COLLECTORS else {}
+
+    def journal_url(self) -> str:
+        """The outgoing journal's request URL (contains the token)."""
+        return self.method_url("outgoing")
+
+    def redacted_url(self, collector: str = "outgoing") -> str:
+        """:meth:`method_url` with the token replaced by ``<redacted>``."""
+        method = COLLECTOR_METHODS[collector]
+        return f"{self.api_url}/waInstance{self.id_instance}/{method}/<redacted>"
 
 
 @dataclass(frozen=True)
@@ -566,15 +584,13 @@ class _Parser:
             elif not isinstance(item, str) or item not in COLLECTORS:
                 self.error(where, f"unknown collector {_show(item)} (known: {known})")
                 valid = False
-            elif item not in IMPLEMENTED_COLLECTORS:
-                self.error(where, f"collector {item!r} is not supported by this version yet")
-                valid = False
             elif item in seen:
                 self.error(where, f"{item!r} is listed twice (also {path}[{seen.index(item)}])")
                 valid = False
             else:
                 seen.append(item)
-        return tuple(seen) if valid else _INVALID
+        # Requests go out in COLLECTORS order (the journal first) whatever the listing order.
+        return tuple(c for c in COLLECTORS if c in seen) if valid else _INVALID
 
     # -- instances --
 

@@ -1,7 +1,7 @@
 """One instance's polls: fetch, parse, track, publish a snapshot, and decide when to go again.
 
-Data flows one way: client → journal → tracker → :class:`InstanceSnapshot` → collector.
-The snapshot is replaced (never mutated) at the end of each poll, so a scrape reads a
+Data flows one way: client → journal (or status) → tracker → :class:`InstanceSnapshot` →
+collector. The snapshot is replaced (never mutated) at the end of each poll, so a scrape reads a
 consistent picture without taking a lock.
 """
 
@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from exporter.client import RESULTS, Fetch, GreenApiClient
-from exporter.config import InstanceConfig
+from exporter.config import COLLECTORS, InstanceConfig
 from exporter.journal import InvalidJournal, parse_journal
-from exporter.tracker import MessageTracker, TrackerSnapshot
+from exporter.status import InvalidAnswer, parse_queue, parse_state
+from exporter.tracker import IncomingSnapshot, IncomingTracker, MessageTracker, TrackerSnapshot
 
 log = logging.getLogger("exporter.poller")
 
@@ -33,28 +34,62 @@ RETRY_AFTER_CAP = 3600.0
 
 
 @dataclass(frozen=True)
+class CollectorStatus:
+    """The latest request of one collector (``outgoing``, ``state``, ``queue``, ``incoming``)."""
+
+    result: str  # a value of RESULTS
+    error: str  # redacted; "" after a success
+    timestamp: float  # when the request ended
+
+
+def _zero_polls(collect: tuple[str, ...]) -> Mapping[str, Mapping[str, int]]:
+    return MappingProxyType({name: MappingProxyType(dict.fromkeys(RESULTS, 0)) for name in collect})
+
+
+@dataclass(frozen=True)
 class InstanceSnapshot:
-    """Everything the collector shows for one instance, as of its latest poll."""
+    """Everything the collector shows for one instance, as of its latest requests.
+
+    ``up``, ``last_*`` and ``tracker`` describe the outgoing journal (``greenapi_up`` keeps
+    that meaning whatever else is collected); ``collectors`` has the latest request of every
+    configured collector, the journal included.
+    """
 
     name: str
     id_instance: str
     labels: tuple[tuple[str, str], ...]
     window_seconds: float
-    polled: bool = False  # a first poll has finished (success or failure)
+    collect: tuple[str, ...] = ("outgoing",)
+    polled: bool = False  # a first poll of the outgoing journal has finished
     up: bool = False
     last_result: str = ""
     last_error: str = ""  # redacted
     last_poll_timestamp: float | None = None
     last_poll_duration: float = 0.0
     last_success_timestamp: float | None = None
-    polls_total: Mapping[str, int] = field(
-        default_factory=lambda: MappingProxyType(dict.fromkeys(RESULTS, 0))
-    )
+    polls_total: Mapping[str, Mapping[str, int]] = field(
+        default_factory=lambda: _zero_polls(("outgoing",))
+    )  # collector → result → count
     tracker: TrackerSnapshot = field(default_factory=TrackerSnapshot)
+    collectors: Mapping[str, CollectorStatus] = field(default_factory=lambda: MappingProxyType({}))
+    state: str | None = None  # the latest stateInstance, bounded; None before one succeeded
+    send_queue: int | None = None  # the latest getMessagesCount
+    incoming: IncomingSnapshot = field(default_factory=IncomingSnapshot)
+
+    @property
+    def ready(self) -> bool:
+        """Every configured collector has finished a first request (success or failure)."""
+        return all(name in self.collectors for name in self.collect)
 
 
 class InstancePoller:
-    """Polls one instance. Only the scheduler calls :meth:`poll`, never twice at once."""
+    """Polls one instance. Only the scheduler calls :meth:`poll`, never twice at once.
+
+    Each call makes at most one request: the collector that is due first. Collectors keep
+    their own schedule (and back-off), and two requests of an instance always start at
+    least MIN_SPACING apart, so the instance never sees them concurrently or faster than
+    GREEN-API's 1 request/second, whatever the number of collectors.
+    """
 
     def __init__(
         self,
@@ -66,10 +101,15 @@ class InstancePoller:
         self.config = config
         self._clock = clock
         self._rng = rng or random.Random()
+        self._baseline_before = baseline_before
         self._tracker = MessageTracker(config.window, config.undelivered_after, baseline_before)
-        self._polls_total = dict.fromkeys(RESULTS, 0)
-        self._rate_limited_in_a_row = 0
-        # Guards the tracker and poll counters against export() from the state saver. Held
+        self._incoming = IncomingTracker(config.window, baseline_before)
+        self._polls_total = {name: dict.fromkeys(RESULTS, 0) for name in COLLECTORS}
+        self._rate_limited_in_a_row = dict.fromkeys(COLLECTORS, 0)
+        # Monotonic due time of each configured collector: all due at the first poll.
+        self._due = dict.fromkeys(config.collect, 0.0)
+        self._last_request: float | None = None
+        # Guards the trackers and poll counters against export() from the state saver. Held
         # for computation only, never across the HTTP request.
         self._lock = threading.Lock()
         self.snapshot = self._initial_snapshot(config)
@@ -81,53 +121,104 @@ class InstancePoller:
             id_instance=config.id_instance,
             labels=config.labels,
             window_seconds=config.window,
+            collect=config.collect,
+            polls_total=_zero_polls(config.collect),
         )
 
     def configure(self, config: InstanceConfig) -> None:
-        """Adopt a reloaded configuration of the same instance; counters are kept."""
+        """Adopt a reloaded configuration of the same instance; counters are kept. A
+        collector added by the reload is due at once; a removed one stops."""
         with self._lock:
             self.config = config
             self._tracker.configure(config.window, config.undelivered_after)
+            self._incoming.configure(config.window)
+            self._due = {name: self._due.get(name, 0.0) for name in config.collect}
+            previous = self.snapshot
             self.snapshot = replace(
-                self.snapshot,
+                previous,
                 name=config.name,
                 id_instance=config.id_instance,
                 labels=config.labels,
                 window_seconds=config.window,
+                collect=config.collect,
+                polls_total=self._frozen_polls(config.collect),
+                collectors=MappingProxyType(
+                    {k: v for k, v in previous.collectors.items() if k in config.collect}
+                ),
             )
 
     def poll(self, client: GreenApiClient) -> float:
-        """Poll once, publish the new snapshot, return the seconds until the next poll."""
+        """Make the request that is due (if any), publish, return the seconds until the next."""
         config = self.config
-        started = time.monotonic()
+        now = time.monotonic()
+        name = self._due_collector(now)
+        if name is None:
+            return self._delay_from(now)
+        self._last_request = now
         fetch = client.get(
-            config.journal_url(),
-            {"minutes": str(config.window_minutes)},
-            config.timeout,
-            config.api_token,
+            config.method_url(name), config.method_params(name), config.timeout, config.api_token
         )
-        result, error, tracker = fetch.result, fetch.error, None
+        duration = time.monotonic() - now
+        result, error = fetch.result, fetch.error
+        outcome: object = None
         if result == "success":
             assert fetch.body is not None
             try:
-                journal = parse_journal(fetch.body)
-            except InvalidJournal as exc:
+                outcome = self._read(name, fetch.body)
+            except (InvalidJournal, InvalidAnswer) as exc:
                 result, error = "invalid_response", str(exc)
-            else:
-                with self._lock:
-                    tracker = self._tracker.observe(journal, self._clock(), config.max_messages)
-        duration = time.monotonic() - started
         with self._lock:
-            self._publish(result, error, duration, tracker)
-        return self._next_delay(fetch, result)
+            if name == "outgoing":
+                self._publish_outgoing(result, error, duration, outcome)
+            else:
+                self._publish_other(name, result, error, outcome)
+        if name in self._due:  # unless a reload removed it meanwhile
+            self._due[name] = now + self._next_delay(name, fetch, result)
+        return self._delay_from(now)
+
+    def _read(self, name: str, body: bytes) -> object:
+        """Parse a successful answer and fold it into the trackers (outgoing, incoming)."""
+        if name == "state":
+            return parse_state(body)
+        if name == "queue":
+            return parse_queue(body)
+        journal = parse_journal(body)
+        with self._lock:
+            if name == "outgoing":
+                return self._tracker.observe(journal, self._clock(), self.config.max_messages)
+            return self._incoming.observe(journal, self._clock())
+
+    def _due_collector(self, now: float) -> str | None:
+        """The collector to request now: the most overdue one, once spacing allows."""
+        if self._last_request is not None and now < self._last_request + MIN_SPACING - 0.01:
+            return None
+        due = [(when, name) for name, when in self._due.items() if when <= now + 0.01]
+        if not due:
+            return None
+        # Ties (all are due at the first poll) go in COLLECTORS order: the journal first.
+        return min(due, key=lambda pair: (pair[0], COLLECTORS.index(pair[1])))[1]
+
+    def _delay_from(self, now: float) -> float:
+        """Seconds from ``now`` until the next request may and should start."""
+        if not self._due:
+            return self.config.poll_interval
+        next_due = min(self._due.values())
+        if self._last_request is not None:
+            next_due = max(next_due, self._last_request + MIN_SPACING)
+        return max(0.0, next_due - now)
 
     def export(self) -> dict[str, object]:
         """This instance's state for the state file."""
         with self._lock:
             return {
                 "id_instance": self.config.id_instance,
-                "polls_total": dict(self._polls_total),
+                "polls_total": {
+                    name: dict(counts)
+                    for name, counts in self._polls_total.items()
+                    if any(counts.values())
+                },
                 "tracker": self._tracker.export(),
+                "incoming": self._incoming.export(),
             }
 
     def restore(self, data: dict[str, object]) -> None:
@@ -135,37 +226,39 @@ class InstancePoller:
         Raises ValueError when the data does not fit; nothing is changed then."""
         if data.get("id_instance") != self.config.id_instance:
             raise ValueError("saved for another id_instance")
-        polls = data.get("polls_total")
-        if not isinstance(polls, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in polls.values()
-        ):
-            raise ValueError("polls_total is not a mapping of counts")
+        polls = _restored_polls(data.get("polls_total"))
         with self._lock:
+            incoming = data.get("incoming")
             try:
                 self._tracker.restore(data.get("tracker"))
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"tracker state incomplete: {exc}") from None
-            for result in RESULTS:
-                self._polls_total[result] = int(polls.get(result, 0))
+            if incoming is not None:  # absent in files written before the incoming collector
+                self._incoming.restore(incoming)
+            for name, counts in polls.items():
+                for result in RESULTS:
+                    self._polls_total[name][result] = counts.get(result, 0)
             self.snapshot = replace(
                 self.snapshot,
-                polls_total=MappingProxyType(dict(self._polls_total)),
+                polls_total=self._frozen_polls(self.config.collect),
                 tracker=self._tracker.snapshot(),
+                incoming=self._incoming.snapshot(),
             )
 
-    def _publish(
-        self, result: str, error: str, duration: float, tracker: TrackerSnapshot | None
-    ) -> None:
+    def _frozen_polls(self, collect: tuple[str, ...]) -> Mapping[str, Mapping[str, int]]:
+        return MappingProxyType(
+            {name: MappingProxyType(dict(self._polls_total[name])) for name in collect}
+        )
+
+    def _publish_outgoing(self, result: str, error: str, duration: float, outcome: object) -> None:
         previous = self.snapshot
         now = self._clock()
-        self._polls_total[result] += 1
-        self._log_change(previous, result, error, tracker)
+        self._polls_total["outgoing"][result] += 1
+        tracker = outcome if isinstance(outcome, TrackerSnapshot) else None
+        self._log_change("outgoing", previous, result, error, tracker)
         success = result == "success"
-        self.snapshot = InstanceSnapshot(
-            name=previous.name,
-            id_instance=previous.id_instance,
-            labels=previous.labels,
-            window_seconds=previous.window_seconds,
+        self.snapshot = replace(
+            previous,
             polled=True,
             up=success,
             last_result=result,
@@ -173,48 +266,85 @@ class InstancePoller:
             last_poll_timestamp=now,
             last_poll_duration=duration,
             last_success_timestamp=now if success else previous.last_success_timestamp,
-            polls_total=MappingProxyType(dict(self._polls_total)),
+            polls_total=self._frozen_polls(self.config.collect),
             # A failed poll keeps the last window and counters: the journal did not change
             # as far as we know, and greenapi_up says the picture is stale.
             tracker=tracker if tracker is not None else previous.tracker,
+            collectors=self._with_status(previous, "outgoing", result, error, now),
         )
+
+    def _publish_other(self, name: str, result: str, error: str, outcome: object) -> None:
+        """Publish a state, queue or incoming request. A failure keeps the last good value
+        (as a failed journal poll keeps the window); polls_total{collector} tells."""
+        previous = self.snapshot
+        now = self._clock()
+        self._polls_total[name][result] += 1
+        self._log_change(name, previous, result, error, None)
+        changes: dict[str, object] = {}
+        if isinstance(outcome, IncomingSnapshot):
+            changes["incoming"] = outcome
+        elif name == "state" and isinstance(outcome, str):
+            changes["state"] = outcome
+            if outcome != previous.state:
+                log.info("instance state", extra={"instance": self.config.name, "state": outcome,
+                                                  "previous": previous.state or "none"})  # fmt: skip
+        elif name == "queue" and isinstance(outcome, int):
+            changes["send_queue"] = outcome
+        self.snapshot = replace(
+            previous,
+            polls_total=self._frozen_polls(self.config.collect),
+            collectors=self._with_status(previous, name, result, error, now),
+            **changes,  # type: ignore[arg-type]
+        )
+
+    def _with_status(self, previous: InstanceSnapshot, name: str, result: str, error: str,
+                     now: float) -> Mapping[str, CollectorStatus]:  # fmt: skip
+        status = CollectorStatus(result, "" if result == "success" else error, now)
+        merged = {**previous.collectors, name: status}
+        return MappingProxyType({k: merged[k] for k in self.config.collect if k in merged})
 
     def _log_change(
         self,
+        collector: str,
         previous: InstanceSnapshot,
         result: str,
         error: str,
         tracker: TrackerSnapshot | None,
     ) -> None:
         """Log a failure when it starts or changes kind, not at every poll (401s repeat forever)."""
-        name = self.config.name
+        before = previous.collectors.get(collector)
+        last = before.result if before else ""
+        extra: dict[str, object] = {"instance": self.config.name, "collector": collector}
         if result == "success":
-            window = tracker.window if tracker else None
-            messages = window.messages if window else 0
-            if not previous.polled:
-                log.info("first poll succeeded", extra={"instance": name, "messages": messages})
-            elif previous.last_result != "success":
-                log.info("poll succeeded again", extra={"instance": name, "messages": messages})
+            if tracker is not None and tracker.window is not None:
+                extra["messages"] = tracker.window.messages
+            if before is None:
+                log.info("first poll succeeded", extra=extra)
+            elif last != "success":
+                log.info("poll succeeded again", extra=extra)
             else:
-                log.debug("poll succeeded", extra={"instance": name, "messages": messages})
+                log.debug("poll succeeded", extra=extra)
             return
-        if result != previous.last_result:
-            log.warning("poll failed", extra={"instance": name, "result": result, "error": error})
+        extra.update(result=result, error=error)
+        if result != last:
+            log.warning("poll failed", extra=extra)
         else:
-            log.debug("poll failed", extra={"instance": name, "result": result, "error": error})
+            log.debug("poll failed", extra=extra)
 
-    def _next_delay(self, fetch: Fetch, result: str) -> float:
+    def _next_delay(self, collector: str, fetch: Fetch, result: str) -> float:
+        """Seconds until this collector's next request: the interval, or a back-off. A
+        429 or 466 only delays the collector that got it (limits and quotas are per method)."""
         interval = self.config.poll_interval
         if result == "http_429":
-            self._rate_limited_in_a_row += 1
+            self._rate_limited_in_a_row[collector] += 1
             if fetch.retry_after is not None:
                 delay = max(interval, min(fetch.retry_after, RETRY_AFTER_CAP))
             else:
-                exponent = min(self._rate_limited_in_a_row, 16)
+                exponent = min(self._rate_limited_in_a_row[collector], 16)
                 cap = max(interval, RATE_LIMIT_BACKOFF_CAP)
                 delay = min(cap, interval * 2**exponent) * self._rng.uniform(0.8, 1.2)
         else:
-            self._rate_limited_in_a_row = 0
+            self._rate_limited_in_a_row[collector] = 0
             if result == "http_466":
                 delay = max(interval, QUOTA_BACKOFF)
             else:
@@ -225,3 +355,24 @@ class InstancePoller:
     def first_delay(self) -> float:
         """Spread the first polls over a few seconds rather than fire them together."""
         return self._rng.uniform(0.0, min(self.config.poll_interval, 2.0))
+
+
+def _restored_polls(data: object) -> dict[str, dict[str, int]]:
+    """polls_total from a state file: collector → result → count. Files written before
+    the optional collectors hold one flat result → count mapping, the journal's."""
+
+    def counts(value: object) -> dict[str, int]:
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
+        ):
+            raise ValueError("polls_total is not a mapping of counts")
+        return {str(k): int(v) for k, v in value.items()}
+
+    if not isinstance(data, dict):
+        raise ValueError("polls_total is not a mapping of counts")
+    if all(isinstance(v, int) for v in data.values()):
+        return {"outgoing": counts(data)}
+    unknown = set(data) - set(COLLECTORS)
+    if unknown:
+        raise ValueError(f"polls_total of unknown collectors {sorted(map(str, unknown))}")
+    return {name: counts(value) for name, value in data.items()}

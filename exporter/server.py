@@ -25,6 +25,7 @@ from exporter.app import Exporter
 from exporter.collector import GreenApiCollector, ProbeCollector
 from exporter.config import ConfigError
 from exporter.logs import Secrets
+from exporter.poller import InstanceSnapshot
 from exporter.web_config import WebConfig
 
 log = logging.getLogger("exporter.server")
@@ -218,20 +219,18 @@ class _Handler(BaseHTTPRequestHandler):
         snapshot = self.server.exporter.snapshot()
         rows = []
         for instance in snapshot.instances:
-            if not instance.polled:
-                state = "not polled yet"
-            else:
-                state = "up" if instance.up else f"down ({instance.last_result})"
-            last_poll = _when(instance.last_poll_timestamp)
-            error = self.server.secrets.scrub(instance.last_error)
+            scrub = self.server.secrets.scrub
+            errors = [f"{name}: {scrub(status.error)}" if name != "outgoing" else scrub(status.error)
+                      for name, status in instance.collectors.items() if status.error]  # fmt: skip
             probe = f"/probe?target={instance.name}"
             rows.append(
                 "<tr>"
                 f"<td>{html.escape(instance.name)}</td>"
                 f"<td>{html.escape(instance.id_instance)}</td>"
-                f"<td>{html.escape(state)}</td>"
-                f"<td>{html.escape(last_poll)}</td>"
-                f"<td>{html.escape(error)}</td>"
+                f"<td>{html.escape(_journal_status(instance))}</td>"
+                f"<td>{html.escape(_other_status(instance))}</td>"
+                f"<td>{html.escape(_when(instance.last_poll_timestamp))}</td>"
+                f"<td>{html.escape('; '.join(errors))}</td>"
                 f'<td><a href="{html.escape(probe, quote=True)}">probe</a></td>'
                 "</tr>"
             )
@@ -248,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
 <li><a href="/-/ready">Readiness</a></li>
 </ul>
 <h2>Instances</h2>
-<table><tr><th>name</th><th>id_instance</th><th>state</th><th>last poll</th><th>last error</th><th></th></tr>
+<table><tr><th>name</th><th>id_instance</th><th>journal</th><th>state, queue, incoming</th><th>last poll</th><th>last errors</th><th></th></tr>
 {"".join(rows)}
 </table>
 </body></html>
@@ -293,3 +292,34 @@ def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+def _journal_status(instance: InstanceSnapshot) -> str:
+    """The outgoing journal's health, as greenapi_up tells it."""
+    if "outgoing" not in instance.collect:
+        return "not collected"
+    if not instance.polled:
+        return "not polled yet"
+    return "up" if instance.up else f"down ({instance.last_result})"
+
+
+def _other_status(instance: InstanceSnapshot) -> str:
+    """The optional collectors' latest values, e.g. ``state notAuthorized, queue 12``."""
+    parts = []
+    for name in instance.collect:
+        status = instance.collectors.get(name)
+        if name == "outgoing":
+            continue
+        if status is None:
+            parts.append(f"{name} not polled yet")
+            continue
+        if name == "state":
+            value = instance.state or "-"
+        elif name == "queue":
+            value = "-" if instance.send_queue is None else str(instance.send_queue)
+        else:
+            window = instance.incoming.window
+            value = "-" if window is None else f"{sum(window.values())} in the window"
+        failed = "" if status.result == "success" else f" (last poll {status.result})"
+        parts.append(f"{name} {value}{failed}")
+    return ", ".join(parts) or "-"

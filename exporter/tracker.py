@@ -355,6 +355,95 @@ class MessageTracker:
         )
 
 
+@dataclass(frozen=True)
+class IncomingSnapshot:
+    """The incoming journal: counters kept across polls and the latest window."""
+
+    messages_total: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    window: Mapping[str, int] | None = None  # by message_type; None before a successful poll
+    last_message_timestamp: int | None = None
+    tracked: int = 0
+
+
+class IncomingTracker:
+    """Counts distinct incoming messages of one instance by type.
+
+    The same rules as :class:`MessageTracker`: a message is keyed by chatId + idMessage, the
+    first journal's messages older than ``baseline_before`` are a baseline, and a message is
+    forgotten once its timestamp has left the window. Incoming messages have no status, so
+    all that is remembered of one is its timestamp.
+    """
+
+    def __init__(self, window: float, baseline_before: float | None) -> None:
+        self.window = window
+        self._baseline_before = baseline_before
+        self._messages: dict[str, int] = {}  # key → timestamp
+        self._messages_total: dict[str, int] = {}
+        self._window_types: set[str] = set()
+        self._snapshot = IncomingSnapshot()
+
+    def observe(self, journal: Journal, now: float) -> IncomingSnapshot:
+        """Fold one successful poll into the counters and return the new snapshot."""
+        baseline = self._baseline_before
+        self._baseline_before = None
+        counts: dict[str, int] = dict.fromkeys(self._window_types, 0)
+        newest: int | None = None
+        for message in journal.messages:
+            kind = message.message_type
+            counts[kind] = counts.get(kind, 0) + 1
+            if newest is None or message.timestamp > newest:
+                newest = message.timestamp
+            seen = self._messages.get(message.key)
+            if seen is None and (baseline is None or message.timestamp >= baseline):
+                self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
+            if seen is None or message.timestamp > seen:
+                self._messages[message.key] = message.timestamp
+        oldest, latest = now - self.window, now + self.window
+        present = {message.key for message in journal.messages}
+        for key in [k for k, ts in self._messages.items()
+                    if k not in present and not oldest <= ts <= latest]:  # fmt: skip
+            del self._messages[key]
+        self._window_types.update(counts)
+        self._snapshot = IncomingSnapshot(
+            messages_total=MappingProxyType(dict(self._messages_total)),
+            window=MappingProxyType(counts),
+            last_message_timestamp=newest,
+            tracked=len(self._messages),
+        )
+        return self._snapshot
+
+    def configure(self, window: float) -> None:
+        self.window = window
+
+    def snapshot(self) -> IncomingSnapshot:
+        return self._snapshot
+
+    def export(self) -> dict[str, object]:
+        """Plain data for the state file."""
+        return {
+            "messages_total": dict(self._messages_total),
+            "window_types": sorted(self._window_types),
+            "messages": [[key, ts] for key, ts in self._messages.items()],
+        }
+
+    def restore(self, data: object) -> None:
+        """Resume from :meth:`export` output; ValueError (and nothing changed) otherwise."""
+        mapping = _mapping(data)
+        try:
+            totals = {_str(k): _count(v) for k, v in _mapping(mapping["messages_total"]).items()}
+            types = {_str(t) for t in _list(mapping["window_types"])}
+            messages = {_str(k): _timestamp(ts) for k, ts in _rows(mapping["messages"], 2)}
+        except KeyError as exc:
+            raise ValueError(f"incoming state incomplete: {exc}") from None
+        self._messages_total = totals
+        self._window_types = types
+        self._messages = messages
+        self._baseline_before = None
+        self._snapshot = IncomingSnapshot(
+            messages_total=MappingProxyType(dict(totals)), tracked=len(messages)
+        )
+
+
 def _export_histogram(histogram: _LagHistogram) -> dict[str, object]:
     return {"counts": list(histogram.counts), "count": histogram.count, "total": histogram.total}
 

@@ -600,13 +600,27 @@ def test_an_unknown_collector_is_refused(tmp_path: Path) -> None:
     assert at(tmp_path, "instances[0].collect[1]") + "unknown collector 'bogus'" in text
 
 
-def test_a_collector_not_implemented_yet_is_refused_by_name(tmp_path: Path) -> None:
-    text = refused(tmp_path, {"instances": [instance(collect=["outgoing", "state"])]})
-    assert (
-        at(tmp_path, "instances[0].collect[1]")
-        + "collector 'state' is not supported by this version yet"
-        in text
-    )
+def test_every_collector_of_the_spec_is_accepted_in_request_order(tmp_path: Path) -> None:
+    config = load(tmp_path, {"instances": [instance(collect=["incoming", "queue", "outgoing", "state"])]})
+    assert config.instances[0].collect == ("outgoing", "state", "queue", "incoming")
+
+
+def test_an_instance_collect_list_replaces_the_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, {"defaults": {"collect": ["outgoing", "state"]},
+                             "instances": [instance(), instance(name="b", id_instance="2",
+                                                                collect=["queue"])]})  # fmt: skip
+    assert [i.collect for i in config.instances] == [("outgoing", "state"), ("queue",)]
+
+
+def test_each_collector_calls_its_method_and_only_journals_send_minutes(tmp_path: Path) -> None:
+    [i] = load(tmp_path, {"instances": [instance(api_url="https://x.example", window="2h")]}).instances
+    base = "https://x.example/waInstance1101000001"
+    assert i.method_url("state") == f"{base}/getStateInstance/{TOKEN}"
+    assert i.method_url("queue") == f"{base}/getMessagesCount/{TOKEN}"
+    assert i.method_url("incoming") == f"{base}/lastIncomingMessages/{TOKEN}"
+    assert i.redacted_url("incoming") == f"{base}/lastIncomingMessages/<redacted>"
+    assert i.method_params("outgoing") == i.method_params("incoming") == {"minutes": "120"}
+    assert i.method_params("state") == i.method_params("queue") == {}
 
 
 def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path: Path) -> None:

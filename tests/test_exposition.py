@@ -12,7 +12,7 @@ from exporter.collector import ExporterSnapshot, GreenApiCollector
 from exporter.exposition import TextExposition
 from exporter.journal import journal_from_elements
 from exporter.poller import InstanceSnapshot
-from exporter.tracker import MessageTracker
+from exporter.tracker import IncomingTracker, MessageTracker
 
 
 def instance(
@@ -32,7 +32,7 @@ def instance(
         polled=polled, up=polled, last_result="success" if polled else "",
         last_poll_timestamp=1.8e9 if polled else None, last_poll_duration=0.25,
         last_success_timestamp=1.8e9 if polled else None,
-        polls_total=MappingProxyType({r: i for i, r in enumerate(RESULTS)}),
+        polls_total=MappingProxyType({"outgoing": {r: i for i, r in enumerate(RESULTS)}}),
         tracker=snapshot if polled else MessageTracker(60, 1, None).snapshot(),
     )  # fmt: skip
 
@@ -52,6 +52,22 @@ def test_the_cached_exposition_equals_generate_latest() -> None:
     snapshot = exporter_snapshot(
         instance("a", (("team", 'sa"les\n# HELP x'),)), instance("b"), instance("c", polled=False)
     )
+    assert TextExposition().render(snapshot) == reference(snapshot)
+
+
+def every_collector(name: str) -> InstanceSnapshot:
+    """An instance with the state, queue and incoming collectors too."""
+    incoming = IncomingTracker(window=86400, baseline_before=None).observe(journal_from_elements([
+        {"idMessage": "in1", "chatId": "1@c.us", "timestamp": 1_800_000_003, "typeMessage": "textMessage"},
+    ]), 1_800_000_010)  # fmt: skip
+    collect = ("outgoing", "state", "queue", "incoming")
+    polls = {c: {r: len(c) + i for i, r in enumerate(RESULTS)} for c in collect}
+    return replace(instance(name), collect=collect, polls_total=MappingProxyType(polls),
+                   state="notAuthorized", send_queue=12, incoming=incoming)  # fmt: skip
+
+
+def test_the_optional_collectors_render_exactly_as_generate_latest() -> None:
+    snapshot = exporter_snapshot(every_collector("a"), instance("b"))
     assert TextExposition().render(snapshot) == reference(snapshot)
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.journal import journal_from_elements
-from exporter.tracker import LAG_BUCKETS, MessageTracker, TrackerSnapshot
+from exporter.tracker import (
+    LAG_BUCKETS,
+    IncomingSnapshot,
+    IncomingTracker,
+    MessageTracker,
+    TrackerSnapshot,
+)
 
 START = 1_800_000_000.0
 DAY = 86400.0
@@ -295,3 +304,70 @@ def test_counters_never_decrease_and_gauges_never_go_negative(
         assert snap.window.undelivered >= 0 and snap.window.oldest_undelivered_age >= 0
         assert all(v >= 0 for v in snap.window.by_status_type.values())
         previous = snap
+
+
+# --- incoming ---------------------------------------------------------------------------------
+
+T0 = 1_800_000_000
+
+
+def received(id_message: str, timestamp: int, kind: str = "textMessage", chat: str = "1@c.us") -> dict[str, object]:  # fmt: skip
+    return {"idMessage": id_message, "chatId": chat, "timestamp": timestamp, "typeMessage": kind}
+
+
+def incoming_poll(tracker: IncomingTracker, now: int, *elements: dict[str, object]) -> IncomingSnapshot:  # fmt: skip
+    return tracker.observe(journal_from_elements(list(elements)), now)
+
+
+def test_an_incoming_message_is_counted_once_by_type_across_polls() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=None)
+    incoming_poll(tracker, T0, received("a", T0 - 5), received("b", T0 - 4, "imageMessage"))
+    snap = incoming_poll(tracker, T0 + 60, received("a", T0 - 5), received("b", T0 - 4, "imageMessage"))
+    assert dict(snap.messages_total) == {"textMessage": 1, "imageMessage": 1}
+
+
+def test_incoming_messages_older_than_start_at_the_first_poll_are_a_baseline() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=T0)
+    snap = incoming_poll(tracker, T0, received("old", T0 - 60), received("new", T0 + 1))
+    assert dict(snap.messages_total) == {"textMessage": 1}
+    assert dict(snap.window or {}) == {"textMessage": 2}
+
+
+def test_the_incoming_window_keeps_a_type_that_left_it_at_zero() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=None)
+    incoming_poll(tracker, T0, received("a", T0, "audioMessage"))
+    snap = incoming_poll(tracker, T0 + 60, received("b", T0 + 30))
+    assert dict(snap.window or {}) == {"audioMessage": 0, "textMessage": 1}
+    assert snap.last_message_timestamp == T0 + 30
+
+
+def test_the_same_incoming_id_in_two_chats_counts_twice() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=None)
+    snap = incoming_poll(tracker, T0, received("a", T0, chat="1@c.us"), received("a", T0, chat="2@c.us"))
+    assert dict(snap.messages_total) == {"textMessage": 2}
+
+
+def test_an_incoming_message_that_left_the_window_is_forgotten() -> None:
+    tracker = IncomingTracker(window=3600, baseline_before=None)
+    incoming_poll(tracker, T0, received("a", T0))
+    assert incoming_poll(tracker, T0 + 60).tracked == 1  # missing once: kept while in the window
+    assert incoming_poll(tracker, T0 + 3601).tracked == 0
+
+
+def test_incoming_state_survives_export_and_restore() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=None)
+    incoming_poll(tracker, T0, received("a", T0), received("b", T0, "imageMessage"))
+    restored = IncomingTracker(window=86400, baseline_before=T0 + 10**6)
+    restored.restore(json.loads(json.dumps(tracker.export())))
+    snap = incoming_poll(restored, T0 + 60, received("a", T0), received("c", T0 + 50))
+    assert dict(snap.messages_total) == {"textMessage": 2, "imageMessage": 1}
+
+
+def test_restoring_incoming_state_of_the_wrong_shape_changes_nothing() -> None:
+    tracker = IncomingTracker(window=86400, baseline_before=None)
+    incoming_poll(tracker, T0, received("a", T0))
+    for broken in (None, [], {"messages_total": {}}, {"messages_total": {"x": -1},
+                   "window_types": [], "messages": []}):  # fmt: skip
+        with pytest.raises(ValueError):
+            tracker.restore(broken)
+    assert dict(incoming_poll(tracker, T0 + 1, received("a", T0)).messages_total) == {"textMessage": 1}
