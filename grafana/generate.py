@@ -63,6 +63,17 @@ def value_map(*entries: tuple[str, str, str]) -> list[Json]:
 
 
 UP_MAP = value_map(("0", "Down", "red"), ("1", "Up", "green"))
+# greenapi_instance_state's states (SPEC section 8) with their colours: authorized is the only
+# good one; red for the states that need a person, orange for those that may pass.
+INSTANCE_STATES = (
+    ("authorized", "green"), ("notAuthorized", "red"), ("blocked", "red"),
+    ("sleepMode", "orange"), ("starting", "orange"), ("yellowCard", "orange"),
+    ("suspended", "red"), ("pendingCode", "orange"), ("pendingPassword", "orange"),
+    ("unknown", "orange"),
+)  # fmt: skip
+# The state as a number (1 = authorized, 2 = notAuthorized, ...), mapped back to its name.
+STATE_MAP = value_map(*((str(number), state, color)
+                        for number, (state, color) in enumerate(INSTANCE_STATES, start=1)))  # fmt: skip
 BOOL_OK_MAP = value_map(("0", "Failed", "red"), ("1", "OK", "green"))
 TRUNCATED_MAP = value_map(("0", "Complete", "green"), ("1", "Truncated", "orange"))
 
@@ -507,6 +518,20 @@ READ = sel('status="read"')
 HTTP_429 = sel('result="http_429"')
 HTTP_466 = sel('result="http_466"')
 HTTP_429_466 = sel('result=~"http_429|http_466"')
+AUTHORIZED = sel('state="authorized"')
+QUEUE_STEPS = steps(("green", None), ("orange", 10))
+NOT_AUTHORIZED_STEPS = steps(("green", None), ("red", 2))
+
+
+def state_number(by: str = "by (name)") -> str:
+    """The current greenapi_instance_state as a number (see STATE_MAP), grouped ``by``.
+
+    Each state's gauge is 1 for the current state and 0 otherwise: multiplied by the state's
+    number, the maximum is the number of the current state.
+    """
+    terms = " or ".join(f'greenapi_instance_state{sel(f"state={json.dumps(state)}")} * {number}'
+                        for number, (state, _) in enumerate(INSTANCE_STATES, start=1))  # fmt: skip
+    return f"max {by} ({terms})"
 
 
 def quantiles(bucket: str, by: str, qs: tuple[float, ...], legend_prefix: str = "") -> list[Json]:
@@ -539,34 +564,46 @@ def fleet() -> Json:
         stat("Instances up", "GREEN-API instances whose last poll of lastOutgoingMessages "
              "succeeded (greenapi_up), out of those selected.",
              [target(f"sum(greenapi_up{sel()})", "up")], unit="none",
-             thresholds=steps(("blue", None)), graph=False),
+             thresholds=steps(("blue", None)), graph=False, w=3),
         stat("Instances down", "Instances whose last poll failed (greenapi_up == 0): their "
              "message metrics are stale. See the Poll health row and GreenApiPollFailing.",
              [target(f"count(greenapi_up{sel()} == 0) or vector(0)", "down")], unit="none",
-             thresholds=ERROR_STEPS, graph=False),
+             thresholds=ERROR_STEPS, graph=False, w=3),
+        stat("Instances not authorized", "Instances whose state (getStateInstance, the "
+             "optional `state` collector) is other than authorized: they cannot send or "
+             "receive. See the Instance state row and GreenApiInstanceNotAuthorized. "
+             "Instances without the state collector are not counted.",
+             [target(f"count(greenapi_instance_state{AUTHORIZED} == 0) "
+                     "or vector(0)", "not authorized")], unit="none",
+             thresholds=ERROR_STEPS, graph=False, w=3),
         stat("Exporter targets down", "Scrape targets of the selected jobs that Prometheus "
              "cannot scrape (up == 0): nothing behind them is monitored. "
              "See GreenApiExporterDown.",
              [target(f"count(up{{{JOB}}} == 0) or vector(0)", "down")], unit="none",
-             thresholds=ERROR_STEPS, graph=False),
+             thresholds=ERROR_STEPS, graph=False, w=3),
         stat("Messages sent", "Messages per minute seen for the first time in the journals of "
              "the selected instances (greenapi_outgoing_messages_total).",
              [target(f"60 * sum(rate(greenapi_outgoing_messages_total{sel()}[{RI}]))", "sent")],
-             unit="mpm", thresholds=steps(("blue", None))),
+             unit="mpm", thresholds=steps(("blue", None)), w=3),
+        stat("Send queue", "Messages waiting in the send queues of the selected instances "
+             "(getMessagesCount, the optional `queue` collector). See GreenApiSendQueueGrowing.",
+             [target(f"sum(greenapi_send_queue_messages{sel()})", "queued")],
+             unit="short", thresholds=QUEUE_STEPS, w=3),
         stat("Undelivered now", "Messages still sent, pending or without status after "
              "undelivered_after, across the selected instances. Failed sends are not written to "
              "the journal: stuck messages are how they show.",
              [target(f"sum(greenapi_outgoing_undelivered_messages{sel()})", "undelivered")],
-             unit="short", thresholds=steps(("green", None), ("orange", 5), ("red", 50))),
+             unit="short", thresholds=steps(("green", None), ("orange", 5), ("red", 50)), w=3),
         stat("Oldest undelivered", "Age of the oldest undelivered message across the selected "
              "instances (0 when none).",
              [target(f"max(greenapi_outgoing_oldest_undelivered_age_seconds{sel()})", "age")],
-             unit="s", thresholds=AGE_STEPS),
+             unit="s", thresholds=AGE_STEPS, w=3),
         row("Per instance"),
         table(
             "Instances",
-            "One row per GREEN-API instance: poll state, traffic and undelivered messages as "
-            "of the last poll. Click a name for its detail dashboard.",
+            "One row per GREEN-API instance: poll state, traffic, undelivered messages and, "
+            "with the optional collectors, the instance's state and send queue, as of the last "
+            "poll. Click a name for its detail dashboard.",
             [
                 ("Up", f"max without () (greenapi_up{sel()})",
                  {"unit": "none", "mappings": UP_MAP,
@@ -592,6 +629,12 @@ def fleet() -> Json:
                 ("Truncated", f"max without () (greenapi_outgoing_window_truncated{sel()})",
                  {"unit": "none", "mappings": TRUNCATED_MAP,
                   "custom.cellOptions": {"type": "color-text"}}),
+                ("State", state_number("without (state)"),
+                 {"unit": "none", "mappings": STATE_MAP,
+                  "custom.cellOptions": {"type": "color-background"}}),
+                ("Send queue", f"max without () (greenapi_send_queue_messages{sel()})",
+                 {"unit": "short", "custom.cellOptions": {"type": "color-text"},
+                  "thresholds": QUEUE_STEPS}),
             ],
             first_columns=["name", "id_instance", "job", "instance"],
             hidden=["instance"],
@@ -606,10 +649,11 @@ def fleet() -> Json:
                        [target(f"greenapi_up{sel()}", "{{name}}")], mappings=UP_MAP,
                        thresholds=steps(("red", None), ("green", 1))),
         timeseries("Failed polls by result", "Polls per minute that did not succeed, by "
-                   "result: http_401 wrong token, http_403 wrong id or suspended account, "
-                   "http_429 rate limit, http_466 quota, timeout/connection_error network.",
-                   [target(f"60 * sum by (result) (rate(greenapi_polls_total"
-                           f"{FAILED}[{RI}]))", "{{result}}")],
+                   "collector (outgoing journal, state, queue, incoming) and result: http_401 "
+                   "wrong token, http_403 wrong id or suspended account, http_429 rate limit, "
+                   "http_466 quota, timeout/connection_error network.",
+                   [target(f"60 * sum by (collector, result) (rate(greenapi_polls_total"
+                           f"{FAILED}[{RI}]))", "{{collector}} {{result}}")],
                    unit="reqpm", stack=True, thresholds=ERROR_STEPS),
         timeseries("Time since last successful poll", "Seconds since each instance's last "
                    "successful poll. It grows while polls fail (and, between polls, up to "
@@ -621,6 +665,29 @@ def fleet() -> Json:
                    "(request and parsing).",
                    [target(f"greenapi_poll_duration_seconds{sel()}", "{{name}}")],
                    unit="s", thresholds=steps(("green", None), ("orange", 5))),
+        row("Instance state, queue and incoming"),
+        state_timeline("Instance state", "Each instance's state (getStateInstance, the "
+                       "optional `state` collector) over time: authorized is green, states "
+                       "that need a person (notAuthorized, blocked, suspended) red, the others "
+                       "orange. See GreenApiInstanceNotAuthorized.",
+                       [target(state_number(), "{{name}}")], mappings=STATE_MAP,
+                       thresholds=NOT_AUTHORIZED_STEPS, w=24),
+        timeseries("Send queue by instance", "Messages waiting in each instance's send queue "
+                   "(getMessagesCount, the optional `queue` collector). GreenApiSendQueueGrowing "
+                   "fires when more than 10 wait and the queue keeps growing.",
+                   [target(f"greenapi_send_queue_messages{sel()}", "{{name}}")],
+                   unit="short", thresholds=QUEUE_STEPS, threshold_line=True, w=8),
+        timeseries("Incoming messages by instance", "Incoming messages per minute seen for "
+                   "the first time, per instance (lastIncomingMessages, the optional `incoming` "
+                   "collector).",
+                   [target(f"60 * sum by (name) (rate(greenapi_incoming_messages_total"
+                           f"{sel()}[{RI}]))", "{{name}}")],
+                   unit="mpm", stack=True, w=8),
+        timeseries("Incoming messages by type", "Incoming messages per minute seen for the "
+                   "first time, by typeMessage, all selected instances together.",
+                   [target(f"60 * sum by (message_type) (rate(greenapi_incoming_messages_total"
+                           f"{sel()}[{RI}]))", "{{message_type}}")],
+                   unit="mpm", stack=True, w=8),
         row("Traffic"),
         timeseries("Messages sent by type", "Messages per minute seen for the first time, by "
                    "typeMessage (greenapi_outgoing_messages_total).",
@@ -699,14 +766,14 @@ def fleet() -> Json:
         timeseries("Rate-limited polls (HTTP 429)", "Polls answered 429 in each interval. "
                    "The 1 request/second limit is shared with every other client of the "
                    "instance; see GreenApiRateLimited.",
-                   [target(f"sum by (name) (increase(greenapi_polls_total"
-                           f"{HTTP_429}[{RI}]))", "{{name}}")],
+                   [target(f"sum by (name, collector) (increase(greenapi_polls_total"
+                           f"{HTTP_429}[{RI}]))", "{{name}} {{collector}}")],
                    unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
         timeseries("Quota exceeded (HTTP 466)", "Polls answered 466 in each interval: the "
                    "plan's monthly quota of journal calls is spent (free plan: ~1,000 a month); "
                    "the exporter then retries hourly. See GreenApiQuotaExceeded.",
-                   [target(f"sum by (name) (increase(greenapi_polls_total"
-                           f"{HTTP_466}[{RI}]))", "{{name}}")],
+                   [target(f"sum by (name, collector) (increase(greenapi_polls_total"
+                           f"{HTTP_466}[{RI}]))", "{{name}} {{collector}}")],
                    unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
         state_timeline("Window truncated", "Whether the last answer reached max_messages "
                        "(the journal's depth cap): the oldest messages of the window are "
@@ -806,10 +873,11 @@ def instance() -> Json:
         state_timeline("Up history", "greenapi_up over time: whether each poll succeeded.",
                        [target(f"greenapi_up{sel()}", "{{name}}")], mappings=UP_MAP,
                        thresholds=steps(("red", None), ("green", 1)), w=24, h=4),
-        timeseries("Polls by result", "Polls per minute by result (success, http_401, "
-                   "http_429, http_466, timeout, ...).",
-                   [target(f"60 * sum by (name, result) (rate(greenapi_polls_total{sel()}"
-                           f"[{RI}]))", "{{name}} {{result}}")],
+        timeseries("Polls by result", "Requests per minute by collector (outgoing journal, "
+                   "state, queue, incoming) and result (success, http_401, http_429, "
+                   "http_466, timeout, ...).",
+                   [target(f"60 * sum by (name, collector, result) (rate(greenapi_polls_total"
+                           f"{sel()}[{RI}]))", "{{name}} {{collector}} {{result}}")],
                    unit="reqpm", stack=True, w=8),
         timeseries("Poll duration", "Duration of the last poll.",
                    [target(f"greenapi_poll_duration_seconds{sel()}", "{{name}}")],
@@ -818,6 +886,31 @@ def instance() -> Json:
                    [target(f"time() - greenapi_last_poll_success_timestamp_seconds{sel()}",
                            "{{name}}")],
                    unit="s", thresholds=POLL_AGE_STEPS, threshold_line=True, w=8),
+        row("Instance state, queue and incoming"),
+        state_timeline("Instance state", "The instance's state (getStateInstance, the "
+                       "optional `state` collector) over time: authorized is green, states "
+                       "that need a person (notAuthorized, blocked, suspended) red, the others "
+                       "(sleepMode, starting, yellowCard, pending..., unknown) orange. "
+                       "See GreenApiInstanceNotAuthorized.",
+                       [target(state_number(), "{{name}}")], mappings=STATE_MAP,
+                       thresholds=NOT_AUTHORIZED_STEPS, w=24, h=4),
+        timeseries("Send queue", "Messages waiting in the instance's send queue "
+                   "(getMessagesCount, the optional `queue` collector). GreenApiSendQueueGrowing "
+                   "fires when more than 10 wait and the queue keeps growing.",
+                   [target(f"greenapi_send_queue_messages{sel()}", "{{name}}")],
+                   unit="short", thresholds=QUEUE_STEPS, threshold_line=True, w=8),
+        timeseries("Incoming messages by type", "Incoming messages per minute seen for the "
+                   "first time, by typeMessage (lastIncomingMessages, the optional `incoming` "
+                   "collector).",
+                   [target(f"60 * sum by (name, message_type) (rate("
+                           f"greenapi_incoming_messages_total{sel()}[{RI}]))",
+                           "{{name}} {{message_type}}")],
+                   unit="mpm", stack=True, w=8),
+        timeseries("Time since last incoming message", "Time since the newest `timestamp` "
+                   "among the incoming messages of the window.",
+                   [target(f"time() - greenapi_incoming_last_message_timestamp_seconds{sel()}",
+                           "{{name}}")],
+                   unit="s", thresholds=steps(("green", None), ("orange", 3600)), w=8),
         row("Traffic"),
         timeseries("Messages sent by type", "Messages per minute seen for the first time, by "
                    "typeMessage.",
@@ -893,9 +986,9 @@ def instance() -> Json:
         timeseries("Rate-limited and quota-exceeded polls", "Polls answered 429 (rate limit, "
                    "shared with other clients of the instance) or 466 (monthly quota spent) "
                    "in each interval.",
-                   [target(f"sum by (name, result) (increase(greenapi_polls_total"
+                   [target(f"sum by (name, collector, result) (increase(greenapi_polls_total"
                            f"{HTTP_429_466}[{RI}]))",
-                           "{{name}} {{result}}")],
+                           "{{name}} {{collector}} {{result}}")],
                    unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
         timeseries("Invalid journal elements", "Elements of the last answer that could not be "
                    "used (not an object, no idMessage, no usable timestamp, ...).",

@@ -1,10 +1,10 @@
 """Alert rules, scrape configs and dashboards, checked statically.
 
 promtool checks and unit-tests the rules and checks the example configs; the alerts of SPEC
-section 6 exist with the labels and annotations users rely on; every metric name that rules
-and dashboards use is one of SPEC section 5 (and one the exporter describes); the dashboards
-follow SPEC section 9 (datasource variable, no hard-coded datasource, fixed uid, units,
-descriptions, $__rate_interval); the generated JSON is up to date.
+sections 6 and 8 exist with the labels and annotations users rely on; every metric name that
+rules and dashboards use is one of SPEC sections 5 and 8 (and one the exporter describes); the
+dashboards follow SPEC section 9 (datasource variable, no hard-coded datasource, fixed uid,
+units, descriptions, $__rate_interval); the generated JSON is up to date.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ SPEC_ALERTS = {
     "GreenApiExporterDown", "GreenApiPollFailing", "GreenApiRateLimited", "GreenApiQuotaExceeded",
     "GreenApiUndeliveredMessages", "GreenApiDeliveryLagHigh", "GreenApiWindowTruncated",
     "GreenApiNoOutgoingMessages",
+    # SPEC section 8: the optional collectors
+    "GreenApiInstanceNotAuthorized", "GreenApiSendQueueGrowing",
 }  # fmt: skip
 
-# SPEC section 5, by type. Sample names are derived below (counters end in _total,
+# SPEC sections 5 and 8, by type. Sample names are derived below (counters end in _total,
 # histograms have _bucket/_sum/_count).
 SPEC_GAUGES = {
     "greenapi_up", "greenapi_poll_duration_seconds", "greenapi_last_poll_success_timestamp_seconds",
@@ -49,10 +51,14 @@ SPEC_GAUGES = {
     "greenapi_exporter_build_info", "greenapi_exporter_instances",
     "greenapi_exporter_tracked_messages", "greenapi_exporter_config_last_reload_successful",
     "greenapi_exporter_config_last_reload_success_timestamp_seconds",
+    # SPEC section 8: the optional collectors (state, queue, incoming)
+    "greenapi_instance_state", "greenapi_send_queue_messages", "greenapi_incoming_messages",
+    "greenapi_incoming_last_message_timestamp_seconds",
 }  # fmt: skip
 SPEC_COUNTERS = {
     "greenapi_polls_total", "greenapi_outgoing_messages_total",
     "greenapi_outgoing_status_reached_total", "greenapi_outgoing_forwarded_messages_total",
+    "greenapi_incoming_messages_total",
 }  # fmt: skip
 SPEC_HISTOGRAMS = {"greenapi_outgoing_delivery_lag_seconds", "greenapi_outgoing_read_lag_seconds"}
 SPEC_SAMPLE_NAMES = (
@@ -161,7 +167,6 @@ def test_the_example_scrape_config_scrapes_the_exporter_as_job_greenapi() -> Non
 def test_every_alert_of_the_spec_exists_with_for_severity_and_annotations_naming_the_instance() -> None:  # fmt: skip
     found = alerts()
     assert set(found) >= SPEC_ALERTS, SPEC_ALERTS - set(found)
-    # SPEC section 8 alerts belong to the optional collectors, not to this file (yet).
     for name, rule in found.items():
         assert rule.get("for"), f"{name}: no `for`"
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
@@ -186,6 +191,28 @@ def test_the_poll_alerts_use_the_spec_results() -> None:
     assert "greenapi_up == 0" in found["GreenApiPollFailing"]["expr"]
     assert 'result="http_429"' in found["GreenApiRateLimited"]["expr"]
     assert 'result="http_466"' in found["GreenApiQuotaExceeded"]["expr"]
+
+
+def test_the_journal_alerts_select_the_outgoing_collector() -> None:
+    """greenapi_polls_total has a `collector` label (SPEC section 8): results of the state,
+    queue and incoming collectors must not silence or fire the journal's alerts."""
+    found = alerts()
+    failing = found["GreenApiPollFailing"]
+    assert 'collector="outgoing"' in failing["expr"]
+    assert "collector='outgoing'" in failing["annotations"]["description"]
+    assert 'collector=~"outgoing|incoming"' in found["GreenApiQuotaExceeded"]["expr"]
+    rate_limited = found["GreenApiRateLimited"]
+    assert "collector" not in rate_limited["expr"]  # one alert per collector
+    assert "$labels.collector" in rate_limited["annotations"]["summary"]
+
+
+def test_the_collector_alerts_select_their_metrics() -> None:
+    found = alerts()
+    not_authorized = found["GreenApiInstanceNotAuthorized"]["expr"]
+    assert 'greenapi_instance_state{state="authorized"}' in not_authorized
+    assert "without (state)" in not_authorized  # a change between bad states keeps firing
+    assert "greenapi_send_queue_messages" in found["GreenApiSendQueueGrowing"]["expr"]
+    assert "deriv(greenapi_send_queue_messages" in found["GreenApiSendQueueGrowing"]["expr"]
 
 
 def test_every_alert_is_unit_tested_firing_quiet_and_recovering() -> None:
@@ -279,7 +306,9 @@ def test_rules_and_dashboards_use_only_spec_metric_names(source: str) -> None:
     assert used, "no greenapi metric found"
     allowed = (exporter_sample_names() & SPEC_SAMPLE_NAMES) | recording_names()
     unknown = used - allowed
-    assert not unknown, f"{source}: not emitted by the exporter (SPEC section 5): {sorted(unknown)}"
+    assert not unknown, (
+        f"{source}: not emitted by the exporter (SPEC sections 5, 8): {sorted(unknown)}"
+    )
 
 
 def test_the_dashboards_do_not_need_the_recording_rules() -> None:
