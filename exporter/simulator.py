@@ -5,10 +5,19 @@ API: ``minutes`` and the depth cap are honoured, a wrong token gets 401, an unkn
 and more than one request a second per instance and method gets 429. Traffic is generated
 from a seed, so the same seed and clock give the same journal: messages of mixed types
 move ``sent`` → ``delivered`` → ``read`` with timestamps that move forward, and some stay
-stuck in ``sent``.
+stuck in ``sent``. Generated messages pass through a send queue (``getMessagesCount``): they
+leave a moment after being queued, and not at all while the instance is not authorized
+(``getStateInstance``), then one a second once it is again. Customers answer some read
+messages (``lastIncomingMessages``).
 
-Tests drive it in-process (:meth:`Simulator.set_fault`, :meth:`Simulator.set_messages`) or,
-for a simulator in another process, through the control API under ``/_sim/``.
+Tests drive it in-process (:meth:`Simulator.set_fault`, :meth:`Simulator.set_messages`,
+:meth:`Simulator.set_incoming`, :meth:`Simulator.set_state`, :meth:`Simulator.set_outages`,
+:meth:`Simulator.set_queue`) or, for a simulator in another process, through the control API
+under ``/_sim/``: ``PUT /_sim/instances/{name or id}/`` ``messages`` or ``incoming`` (a JSON
+array), ``fault`` (``{"mode": ..., "method": ..., params}``; ``DELETE`` clears it), ``state``
+(``{"state": ...}``), ``queue`` (``{"count": N, "cyrillic": bool}``), ``outages``
+(``{"start_in": s, "duration": s, "period": s}``); ``GET /_sim/instances`` and
+``GET /_sim/instances/{x}/requests``.
 """
 
 from __future__ import annotations
@@ -77,6 +86,18 @@ _TYPES = (
 )
 _MEDIA = {"imageMessage": "image/jpeg", "documentMessage": "application/pdf",
           "videoMessage": "video/mp4", "audioMessage": "audio/ogg"}  # fmt: skip
+_REPLIES = (
+    "Thank you!",
+    "When will it arrive?",
+    "Ok",
+    "Can I change the delivery address?",
+    "Great, see you then",
+    "I did not get the code",
+)
+_SENDER_NAMES = ("Anna", "Ivan Petrov", "Maria", "Alex", "Olga S.", "Dmitry", "Elena", "Sam")
+# The longest a reply comes after its message was sent: delivered (600 s), read (3605 s
+# later at most), answered (265 s later at most).
+_REPLY_LAG = 600 + 3605 + 265
 _TEXTS = (
     "Your order #{n} has been shipped",
     "Thank you for contacting us! An operator will answer shortly.",
@@ -98,6 +119,17 @@ class _Message:
     send_by_api: bool
     forwarded: bool
     text: str
+    queued_at: float = 0.0  # when the bot asked to send it
+    ready_at: float = 0.0  # the earliest it can go out (queued_at plus a little latency)
+
+    def shift_to(self, sent_at: float) -> None:
+        """Send at ``sent_at`` instead: delivery and reading move along with it."""
+        delta = sent_at - self.sent_at
+        self.sent_at = sent_at
+        if self.delivered_at is not None:
+            self.delivered_at += delta
+        if self.read_at is not None:
+            self.read_at += delta
 
     def state(self, now: float) -> tuple[str, float]:
         if self.fixed_status is not None:
@@ -154,7 +186,16 @@ class _Message:
 
 @dataclass
 class SimulatedInstance:
-    """One fake instance: its identity, generated traffic, and the knobs tests turn."""
+    """One fake instance: its identity, generated traffic, and the knobs tests turn.
+
+    Generated messages go through a send queue: each leaves a moment after the bot queued
+    it, one a second at most, and only while the instance is authorized. ``state`` is the
+    explicit state (:meth:`Simulator.set_state`); the outage schedule (``outage_start``,
+    ``outage_duration``, ``outage_period``, in clock seconds) makes an instance whose
+    explicit state is ``authorized`` ``notAuthorized`` for a while, repeatedly when
+    ``outage_period`` is set. Messages queued meanwhile go out one a second from the
+    moment it is authorized again.
+    """
 
     name: str
     id_instance: str
@@ -166,8 +207,14 @@ class SimulatedInstance:
     messages: list[_Message] = field(default_factory=list, repr=False)
     next_send: float = 0.0
     scripted: list[Any] | None = None
-    fault: tuple[str, dict[str, Any]] | None = None
+    scripted_incoming: list[Any] | None = None
+    fault: tuple[str, dict[str, Any], str | None] | None = None  # mode, params, method
     state: str | None = "authorized"
+    outage_start: float | None = None
+    outage_duration: float = 0.0
+    outage_period: float | None = None
+    waiting: list[_Message] = field(default_factory=list, repr=False)  # held, no send time yet
+    send_free_at: float = -math.inf  # the queue sends one message a second at most
     queue_count: int = 0
     queue_cyrillic: bool = False
     thumbnail: str = field(default="", repr=False)
@@ -177,20 +224,86 @@ class SimulatedInstance:
     chats: list[str] = field(default_factory=list, repr=False)
     counter: int = 0
 
+    # --- authorization and the send queue ----------------------------------------------
+
+    def _outage_end(self, at: float) -> float | None:
+        """The end of the scheduled outage under way at ``at``; None outside outages."""
+        start, duration, period = self.outage_start, self.outage_duration, self.outage_period
+        if start is None or duration <= 0 or at < start:
+            return None
+        begin = start
+        if period:
+            if duration >= period:
+                return math.inf  # outages back to back: never authorized again
+            begin = start + math.floor((at - start) / period) * period
+        end = begin + duration
+        return end if at < end else None
+
+    def effective_state(self, now: float) -> str | None:
+        """What getStateInstance answers at ``now`` (None: a ``null`` body)."""
+        if self.state != "authorized":
+            return self.state
+        return "authorized" if self._outage_end(now) is None else "notAuthorized"
+
+    def _authorized_from(self, at: float) -> float:
+        """The first moment from ``at`` on when the instance is authorized (inf: not known)."""
+        if self.state != "authorized":
+            return math.inf  # until someone sets it back
+        end = self._outage_end(at)
+        return at if end is None else end
+
+    def _schedule(self, message: _Message) -> None:
+        """Give a queued message its send time, or hold it while that is not known."""
+        at = self._authorized_from(max(message.ready_at, self.send_free_at))
+        if self.waiting or math.isinf(at):
+            self.waiting.append(message)
+            return
+        message.shift_to(at)
+        self.messages.append(message)
+        self.send_free_at = at + self._spacing()
+
+    def _spacing(self) -> float:
+        """Seconds between two sends: 1, less for a generator so fast it would fall behind."""
+        return min(1.0, 0.5 / self.rate) if self.rate > 0 else 1.0
+
+    def replan(self, now: float) -> None:
+        """Send again what has not left by ``now``, after the state or the schedule changed."""
+        pending: list[_Message] = []
+        while self.messages and self.messages[-1].sent_at > now:
+            pending.append(self.messages.pop())
+        pending.reverse()
+        pending += self.waiting
+        self.waiting = []
+        last = self.messages[-1].sent_at + self._spacing() if self.messages else -math.inf
+        self.send_free_at = max(last, now)
+        for message in pending:
+            self._schedule(message)
+
+    def queued(self, now: float) -> int:
+        """Generated messages that have not been sent by ``now``."""
+        count = sum(1 for m in self.waiting if m.queued_at <= now)
+        for message in reversed(self.messages):
+            if message.sent_at <= now:
+                break
+            count += message.queued_at <= now
+        return count
+
     def advance(self, now: float, depth: int) -> None:
-        """Generate the messages sent up to ``now`` and forget what no answer can show."""
+        """Generate the messages queued up to ``now`` and forget what no answer can show."""
         if self.rate <= 0:
             return
         while self.next_send <= now:
-            self.messages.append(self._new_message(self.next_send))
+            self._schedule(self._new_message(self.next_send))
             self.next_send += self.rng.expovariate(self.rate)
-        if len(self.messages) > depth:
-            del self.messages[: len(self.messages) - depth]
+        unsent = self.queued(now) - len(self.waiting)  # kept beyond the depth
+        if len(self.messages) > depth + unsent:
+            del self.messages[: len(self.messages) - depth - unsent]
         horizon = now - _RETENTION
         while self.messages and self.messages[0].sent_at < horizon:
             self.messages.pop(0)
 
-    def _new_message(self, sent_at: float) -> _Message:
+    def _new_message(self, queued_at: float) -> _Message:
+        sent_at = queued_at  # until scheduled
         rng = self.rng
         self.counter += 1
         kinds, weights = zip(*_TYPES, strict=True)
@@ -211,9 +324,13 @@ class SimulatedInstance:
             if rng.random() < 0.6:
                 read = delivered + min(3600.0, 5 + rng.lognormvariate(3.0, 1.2))
         text = rng.choice(_TEXTS).format(n=rng.randint(1000, 99999), h=rng.randint(9, 18))
+        chat_id = rng.choice(self.chats)
+        id_message = f"BAE5{rng.getrandbits(48):012X}"
+        # Sending takes 0.2 to 2 s; from the id, so the traffic itself stays as it was.
+        latency = 0.2 + 1.8 * hashlib.sha256(f"send:{id_message}".encode()).digest()[0] / 255
         return _Message(
-            chat_id=rng.choice(self.chats),
-            id_message=f"BAE5{rng.getrandbits(48):012X}",
+            chat_id=chat_id,
+            id_message=id_message,
             sent_at=sent_at,
             delivered_at=delivered,
             read_at=read,
@@ -222,6 +339,8 @@ class SimulatedInstance:
             send_by_api=rng.random() < 0.9,
             forwarded=rng.random() < 0.05,
             text=text,
+            queued_at=queued_at,
+            ready_at=queued_at + latency,
         )
 
     def journal(self, now: float, minutes: int, depth: int) -> list[Any]:
@@ -238,32 +357,69 @@ class SimulatedInstance:
             elements.append(message.element(now, self.thumbnail))
         return elements
 
-    def incoming(self, now: float, minutes: int, depth: int) -> list[dict[str, Any]]:
-        """Replies from customers: some read messages get an answer a little later."""
-        self.advance(now, depth)
+    def incoming(self, now: float, minutes: int, depth: int) -> list[Any]:
+        """Replies from customers: some read messages get an answer a little later.
+
+        About 40 % of read messages get one, 10 to 265 s after the read; everything about a
+        reply comes from the id of the message it answers, so it is the same in every answer.
+        """
         cutoff = now - minutes * 60
+        if self.scripted_incoming is not None:
+            return [e for e in self.scripted_incoming if _scripted_in_window(e, cutoff)]
+        self.advance(now, depth)
         replies: list[dict[str, Any]] = []
         for message in reversed(self.messages):
-            if message.sent_at < cutoff or len(replies) >= depth:
+            if message.sent_at < cutoff - _REPLY_LAG:
                 break
             digest = hashlib.sha256(message.id_message.encode()).digest()
             if message.read_at is None or digest[0] >= 100:  # ~40 % of read messages
                 continue
             at = message.read_at + 10 + digest[1]
-            if at > now or at < cutoff:
-                continue
-            replies.append({
-                "type": "incoming",
-                "idMessage": f"3EB0{digest[2:10].hex().upper()}",
-                "timestamp": int(at),
-                "typeMessage": "textMessage",
-                "chatId": message.chat_id,
-                "senderId": message.chat_id,
-                "senderName": f"Customer {digest[3]}",
-                "senderContactName": "",
-                "textMessage": "Thank you!",
-            })  # fmt: skip
-        return replies
+            if cutoff <= at <= now:
+                replies.append(self._reply(message, digest, int(at)))
+        replies.sort(key=lambda e: e["timestamp"], reverse=True)  # newest first
+        return replies[:depth]
+
+    def _reply(self, message: _Message, digest: bytes, timestamp: int) -> dict[str, Any]:
+        id_message = f"3EB0{digest[2:10].hex().upper()}"
+        sender = message.chat_id
+        if sender.endswith("@g.us"):  # in a group, one of its members answers
+            sender = f"7900{int.from_bytes(digest[10:14], 'big') % 9000000 + 1000000}@c.us"
+        reply: dict[str, Any] = {
+            "type": "incoming",
+            "idMessage": id_message,
+            "timestamp": timestamp,
+            "typeMessage": "textMessage",
+            "chatId": message.chat_id,
+            "senderId": sender,
+            "senderName": _SENDER_NAMES[digest[3] % len(_SENDER_NAMES)],
+            "senderContactName": "",
+            "isForwarded": False,
+            "forwardingScore": 0,
+        }
+        text = _REPLIES[digest[5] % len(_REPLIES)]
+        roll = digest[4] % 100
+        if roll < 70:
+            reply["textMessage"] = text
+        elif roll < 80:
+            reply["typeMessage"] = "extendedTextMessage"
+            reply["textMessage"] = text + " https://example.com/order"
+            reply["extendedTextMessage"] = {"text": reply["textMessage"], "description": "",
+                                            "title": "", "isForwarded": False,
+                                            "forwardingScore": 0}  # fmt: skip
+        elif roll < 88:
+            reply.update(typeMessage="imageMessage", caption="", mimeType="image/jpeg",
+                         downloadUrl=f"https://sw-media.example/{id_message}",
+                         fileName=f"{id_message.lower()}.jpg", jpegThumbnail=self.thumbnail,
+                         isAnimated=False)  # fmt: skip
+        elif roll < 94:
+            reply.update(typeMessage="audioMessage", caption="", mimeType="audio/ogg; codecs=opus",
+                         downloadUrl=f"https://sw-media.example/{id_message}",
+                         fileName=f"{id_message.lower()}.oga", jpegThumbnail="")  # fmt: skip
+        else:
+            reply["typeMessage"] = "reactionMessage"
+            reply["extendedTextMessageData"] = {"text": "👍", "stanzaId": message.id_message}
+        return reply
 
 
 def _scripted_in_window(element: Any, cutoff: float) -> bool:
@@ -331,9 +487,27 @@ class Simulator:
         return instance
 
     @classmethod
-    def demo(cls, seed: int = 1, host: str = "127.0.0.1", port: int = 0) -> Simulator:
-        """Four lively instances; stuck-bot leaves many messages undelivered."""
-        simulator = cls(instances=0, seed=seed, host=host, port=port)
+    def demo(
+        cls,
+        seed: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        outage_start_in: float = 30.0,
+        outage_duration: float = 600.0,
+        outage_period: float = 1800.0,
+        clock: Callable[[], float] = time.time,
+    ) -> Simulator:
+        """Four lively instances with an hour of history.
+
+        stuck-bot leaves many messages undelivered; max-channel is a MAX instance (``/v3``).
+        support-bot loses its authorization ``outage_start_in`` seconds after the simulator
+        is made (default 30), stays ``notAuthorized`` for ``outage_duration`` seconds
+        (default 600, ten minutes) and again every ``outage_period`` seconds (default 1800,
+        half an hour; 0 for once only): its send queue grows meanwhile and drains, one
+        message a second, once it is authorized again. The others stay authorized.
+        """
+        simulator = cls(instances=0, seed=seed, host=host, port=port, clock=clock)
         now = simulator.clock()
         profiles = [
             ("shop-bot", 0.3, 0.03, False, "1101"),
@@ -343,6 +517,10 @@ class Simulator:
         ]
         for index, (name, rate, stuck, v3, prefix) in enumerate(profiles, start=1):
             instance = simulator._make_instance(index, name, rate, stuck, now - 3600, v3, prefix)
+            if name == "support-bot":
+                instance.outage_start = now + outage_start_in
+                instance.outage_duration = outage_duration
+                instance.outage_period = outage_period
             instance.advance(now, simulator.depth)
             simulator.instances.append(instance)
         return simulator
@@ -390,12 +568,17 @@ class Simulator:
         ]
         return document
 
-    def set_fault(self, id_or_name: str, mode: str, **params: object) -> None:
+    def set_fault(
+        self, id_or_name: str, mode: str, method: str | None = None, **params: object
+    ) -> None:
+        """Make requests fail as ``mode`` says: every method's, or only ``method``'s."""
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r} (known: {', '.join(FAULT_MODES)})")
+        if method is not None and method not in METHODS:
+            raise ValueError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
         instance = self.instance(id_or_name)
         with instance.lock:
-            instance.fault = (mode, dict(params))
+            instance.fault = (mode, dict(params), method)
 
     def clear_fault(self, id_or_name: str) -> None:
         instance = self.instance(id_or_name)
@@ -407,10 +590,44 @@ class Simulator:
         with instance.lock:
             instance.scripted = list(elements)
 
-    def set_state(self, id_or_name: str, state: str | None) -> None:
+    def set_incoming(self, id_or_name: str, elements: list[Any]) -> None:
+        """Serve exactly ``elements`` (within ``minutes``) from lastIncomingMessages."""
         instance = self.instance(id_or_name)
         with instance.lock:
+            instance.scripted_incoming = list(elements)
+
+    def set_state(self, id_or_name: str, state: str | None) -> None:
+        """Force a state (None: a ``null`` body); ``authorized`` lets the outages rule again."""
+        instance = self.instance(id_or_name)
+        now = self.clock()
+        with instance.lock:
+            instance.advance(now, self.depth)  # what was queued so far, under the old state
             instance.state = state
+            instance.replan(now)
+
+    def set_outages(
+        self, id_or_name: str, start: float | None, duration: float, period: float | None = None
+    ) -> None:
+        """Not authorized for ``duration`` s from clock time ``start``, every ``period`` s.
+
+        ``start`` None means never; ``period`` None or 0 means once.
+        """
+        for name, number in (("duration", duration), ("period", period), ("start", start)):
+            if number is not None and (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not math.isfinite(number)
+                or (name != "start" and number < 0)
+            ):
+                raise ValueError(f"outages: {name} must be a finite number of seconds, >= 0")
+        instance = self.instance(id_or_name)
+        now = self.clock()
+        with instance.lock:
+            instance.advance(now, self.depth)
+            instance.outage_start = None if start is None else float(start)
+            instance.outage_duration = float(duration)
+            instance.outage_period = None if period is None else float(period)
+            instance.replan(now)
 
     def set_queue(self, id_or_name: str, count: int, cyrillic: bool = False) -> None:
         instance = self.instance(id_or_name)
@@ -487,22 +704,31 @@ class _Handler(BaseHTTPRequestHandler):
             minutes = int(minutes_raw)
         with instance.lock:
             fault = instance.fault
-        if fault is not None and self._fault(instance, method, url, minutes_raw, minutes, fault):
+        if (
+            fault is not None
+            and fault[2] in (None, method)
+            and self._fault(instance, method, url, minutes_raw, minutes, fault[:2])
+        ):
             return
         self._record(instance, method, url, minutes_raw, 200)
-        now = self.sim.clock()
+        self._json(200, self._body(instance, method, self.sim.clock(), minutes))
+
+    def _body(self, instance: SimulatedInstance, method: str, now: float, minutes: int) -> Any:
+        """The normal answer of ``method`` at ``now``."""
+        depth = self.sim.depth
         with instance.lock:
-            body: Any
             if method == "lastOutgoingMessages":
-                body = instance.journal(now, minutes, self.sim.depth)
-            elif method == "lastIncomingMessages":
-                body = instance.incoming(now, minutes, self.sim.depth)
-            elif method == "getStateInstance":
-                body = None if instance.state is None else {"stateInstance": instance.state}
-            else:
-                key = "\u0441ount" if instance.queue_cyrillic else "count"
-                body = {key: instance.queue_count}
-        self._json(200, body)
+                return instance.journal(now, minutes, depth)
+            if method == "lastIncomingMessages":
+                return instance.incoming(now, minutes, depth)
+            if method == "getStateInstance":
+                state = instance.effective_state(now)
+                return None if state is None else {"stateInstance": state}
+            count = instance.queue_count
+            if instance.scripted is None and instance.rate > 0:
+                instance.advance(now, depth)
+                count += instance.queued(now)
+            return {"\u0441ount" if instance.queue_cyrillic else "count": count}
 
     def _within_rate(self, instance: SimulatedInstance, method: str) -> bool:
         now = time.monotonic()
@@ -534,9 +760,8 @@ class _Handler(BaseHTTPRequestHandler):
             if "body" in params:
                 self._send(code, str(params["body"]).encode(), "text/plain", headers)
             else:
-                self._json(
-                    code, QUOTA_BODY if code == 466 else {"message": f"error {code}"}, headers
-                )
+                quota = {"invokeStatus": {**QUOTA_BODY["invokeStatus"], "method": method}}
+                self._json(code, quota if code == 466 else {"message": f"error {code}"}, headers)
             return True
         if mode == "delay":  # then answer normally (and log it then)
             return self.sim._stopping.wait(float(params.get("seconds", 5)))
@@ -550,8 +775,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return True
-        with instance.lock:
-            real = instance.journal(now, minutes, self.sim.depth)
+        real = self._body(instance, method, now, minutes)
         if mode == "broken_json":
             self._send(
                 200, b'[{"idMessage": "BAE5BROKEN", "timestamp": 1700000000 "statusMessage"}]'
@@ -583,7 +807,7 @@ class _Handler(BaseHTTPRequestHandler):
                 _plain("BAE5DUPLICATE0001", "79004445566@c.us", base - 20, "sent"),
                 _plain("BAE5DUPLICATE0001", "120363000000000001@g.us", base - 5, "delivered"),
             ]
-            self._json(200, duplicates + real)
+            self._json(200, duplicates + (real if isinstance(real, list) else []))
         return True
 
     def _huge(self, instance: SimulatedInstance, megabytes: float, now: float) -> None:
@@ -640,15 +864,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(404, {"error": "unknown control path"})
                 return
             target, action = parts[2], parts[3]
-            if action == "messages" and verb == "PUT":
+            if action in ("messages", "incoming") and verb == "PUT":
                 if not isinstance(body, list):
-                    raise ValueError("messages: expected a JSON array")
-                self.sim.set_messages(target, body)
+                    raise ValueError(f"{action}: expected a JSON array")
+                if action == "messages":
+                    self.sim.set_messages(target, body)
+                else:
+                    self.sim.set_incoming(target, body)
             elif action == "fault" and verb == "PUT":
                 if not isinstance(body, dict) or "mode" not in body:
                     raise ValueError('fault: expected {"mode": ...}')
-                params = {k: v for k, v in body.items() if k != "mode"}
-                self.sim.set_fault(target, str(body["mode"]), **params)
+                method = body.get("method")
+                if method is not None and not isinstance(method, str):
+                    raise ValueError("fault: method must be a method name")
+                params = {k: v for k, v in body.items() if k not in ("mode", "method")}
+                self.sim.set_fault(target, str(body["mode"]), method, **params)
             elif action == "fault" and verb == "DELETE":
                 self.sim.clear_fault(target)
             elif action == "requests" and verb == "GET":
@@ -658,6 +888,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(body, dict):
                     raise ValueError('state: expected {"state": ...}')
                 self.sim.set_state(target, body.get("state"))
+            elif action == "outages" and verb == "PUT":
+                if not isinstance(body, dict):
+                    raise ValueError(
+                        'outages: expected {"start_in": s, "duration": s, "period": s}'
+                    )
+                start_in = body.get("start_in")
+                start = None if start_in is None else self.sim.clock() + _seconds(start_in)
+                period = body.get("period")
+                self.sim.set_outages(target, start, _seconds(body.get("duration", 0)),
+                                     None if period is None else _seconds(period))  # fmt: skip
             elif action == "queue" and verb == "PUT":
                 if not isinstance(body, dict):
                     raise ValueError('queue: expected {"count": N}')
@@ -700,6 +940,12 @@ class _Handler(BaseHTTPRequestHandler):
         # The connection may have been reset on purpose, or the client gave up.
         with contextlib.suppress(OSError):
             super().finish()
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"outages: {value!r} is not a number of seconds")
+    return float(value)
 
 
 def _plain(id_message: str, chat_id: str, timestamp: int, status: str) -> dict[str, Any]:
