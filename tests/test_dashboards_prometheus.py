@@ -1,8 +1,10 @@
 """Every dashboard query and every rule against a real Prometheus scraping the exporter's demo.
 
 Starts ``python -m exporter --demo`` (an embedded simulator with four instances: shop-bot,
-support-bot, stuck-bot with many undelivered messages, max-channel; polls every 5 s) and
-Debian's ``prometheus`` (scrape and evaluation interval 1 s, prometheus/alerts.yml loaded),
+support-bot, which loses its authorization 30 s after start while its send queue grows,
+stuck-bot with many undelivered messages, max-channel; every collector, polls every 5 s) and
+Debian's ``prometheus`` (scrape and evaluation interval 1 s, prometheus/alerts.yml loaded,
+with the ``for`` of the alerts in SHORT_FOR shortened so that they can fire within the test),
 waits for data by polling Prometheus's API (never a blind sleep), then runs every query of
 every panel, template variable and annotation of grafana/dashboards/ with the variables
 substituted, through /api/v1/query. Every panel must have data in the demo unless listed in
@@ -46,6 +48,9 @@ RUNS = [("greenapi-fleet", ".*"), ("greenapi-instance", "stuck-bot")]
 # show zeros, which is data. A panel added here must say why the demo cannot fill it.
 MAY_BE_EMPTY: dict[str, str] = {}
 DEADLINE = 90.0  # seconds for Prometheus to scrape the demo and see its traffic
+# Alerts that the demo fires for real, with the `for` they get here instead of minutes. Their
+# `for` itself is covered by the promtool unit tests (prometheus/alerts.test.yml).
+SHORT_FOR = {"GreenApiInstanceNotAuthorized": "5s", "GreenApiSendQueueGrowing": "5s"}
 
 
 def dashboard(uid: str) -> dict[str, Any]:
@@ -126,9 +131,16 @@ class Prometheus(Process):
         if binary is None:
             pytest.skip("prometheus is not installed (Debian package `prometheus`; CI installs it)")
         self.url = f"http://127.0.0.1:{free_port()}"
+        rules = yaml.safe_load((ROOT / "prometheus" / "alerts.yml").read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") in SHORT_FOR:
+                    rule["for"] = SHORT_FOR[rule["alert"]]
+        rules_path = tmp_path / "alerts.yml"
+        rules_path.write_text(yaml.safe_dump(rules))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(ROOT / "prometheus" / "alerts.yml")],
+            "rule_files": [str(rules_path)],
             "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
         }
         config_path = tmp_path / "prometheus.yml"
@@ -327,3 +339,42 @@ def test_healthy_demo_polls_raise_no_poll_alerts(demo: Demo) -> None:
              "GreenApiQuotaExceeded", "GreenApiWindowTruncated", "GreenApiNoOutgoingMessages"}  # fmt: skip
     active = {a["labels"]["alertname"] for a in demo.prometheus.api("/api/v1/alerts")["alerts"]}
     assert not active & quiet, active
+
+
+def alerts_named(prom: Prometheus, alertname: str, name: str) -> list[dict[str, Any]]:
+    return [a for a in prom.api("/api/v1/alerts")["alerts"]
+            if a["labels"]["alertname"] == alertname and a["labels"].get("name") == name]  # fmt: skip
+
+
+def test_support_bot_loses_authorization_and_the_alert_fires(demo: Demo) -> None:
+    prom = demo.prometheus
+    wait_until(lambda: prom.query('greenapi_instance_state{name="support-bot",state="notAuthorized"} == 1'),
+               timeout=90, interval=1)  # fmt: skip
+    [alert] = wait_until(
+        lambda: [a for a in alerts_named(prom, "GreenApiInstanceNotAuthorized", "support-bot")
+                 if a["state"] == "firing"], timeout=30, interval=0.5)  # fmt: skip
+    assert alert["labels"]["severity"] == "critical"
+    assert "support-bot" in alert["annotations"]["summary"]
+    assert "notAuthorized" in alert["annotations"]["description"]
+    others = {a["labels"].get("name") for a in prom.api("/api/v1/alerts")["alerts"]
+              if a["labels"]["alertname"] == "GreenApiInstanceNotAuthorized"}  # fmt: skip
+    assert others == {"support-bot"}
+
+
+def test_support_bot_queue_grows_while_it_is_not_authorized_and_the_alert_fires(demo: Demo) -> None:
+    prom = demo.prometheus
+    wait_until(lambda: prom.query('greenapi_send_queue_messages{name="support-bot"} > 10'),
+               timeout=120, interval=1)  # fmt: skip
+    growth = prom.query('delta(greenapi_send_queue_messages{name="support-bot"}[30s])')
+    assert float(growth[0]["value"][1]) > 0
+    wait_until(
+        lambda: [a for a in alerts_named(prom, "GreenApiSendQueueGrowing", "support-bot")
+                 if a["state"] == "firing"], timeout=60, interval=0.5)  # fmt: skip
+    healthy = prom.query('greenapi_send_queue_messages{name=~"shop-bot|stuck-bot|max-channel"} > 10')
+    assert not healthy
+
+
+def test_replies_of_customers_arrive_as_incoming_messages(demo: Demo) -> None:
+    prom = demo.prometheus
+    wait_until(lambda: prom.query("sum by (name) (greenapi_incoming_messages) > 0"),
+               timeout=30, interval=1)  # fmt: skip
