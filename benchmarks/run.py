@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the quick ones (about a minute)
     python benchmarks/run.py --scale    # also 1,000 instances polled every 60 s (about 5 minutes)
+    python benchmarks/run.py --scale --all-collectors   # the same with state, queue, incoming
 
 Prints a table: figure, baseline, ratio, goal. Figures are medians of several runs; CPU is
 process time (not wall time), so a busy machine slows them less than it slows the clock.
@@ -274,13 +275,15 @@ def _rss_kib() -> int:
     return 0
 
 
-def bench_scale(duration: float) -> Row:
-    """One exporter process polling 1,000 simulated instances every 60 s."""
+def bench_scale(duration: float, all_collectors: bool = False) -> Row:
+    """One exporter process polling 1,000 simulated instances every 60 s (with every
+    collector: four requests per instance and poll)."""
+    collect = ["outgoing", "state", "queue", "incoming"] if all_collectors else ["outgoing"]
     # About 1,440 messages a day each.
     processes, sims = start_simulators(4, 250, 1.0)
     try:
         document: dict[str, Any] = {
-            "defaults": {"poll_interval": "60s", "timeout": "20s"},
+            "defaults": {"poll_interval": "60s", "timeout": "20s", "collect": collect},
             "concurrency": 16,
             "instances": [
                 {"name": i["name"], "id_instance": i["id_instance"], "api_token": i["token"], "api_url": sim["url"]}
@@ -297,14 +300,15 @@ def bench_scale(duration: float) -> Row:
         late = exporter._scheduler.max_lateness
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         snap = exporter.snapshot()
-        journal = [i.polls_total["outgoing"] for i in snap.instances]
-        ok = sum(polls["success"] for polls in journal)
-        failed = sum(sum(polls.values()) - polls["success"] for polls in journal)
+        counts = [polls for i in snap.instances for polls in i.polls_total.values()]
+        ok = sum(polls["success"] for polls in counts)
+        failed = sum(sum(polls.values()) - polls["success"] for polls in counts)
         exporter.stop()
     finally:
         for process in processes:
             process.terminate()
-    return (f"1,000 instances every 60 s, {elapsed:.0f} s: {ok} polls, {failed} failed",
+    what = f"{len(collect)} collectors" if all_collectors else "the journal"
+    return (f"1,000 instances every 60 s ({what}), {elapsed:.0f} s: {ok} requests, {failed} failed",
             f"{used / elapsed * 100:.0f} % of a core, peak RSS {peak:.0f} MiB",
             "one core", f"latest start {late:.1f} s late", "< 50 %, no poll an interval late")  # fmt: skip
 
@@ -318,10 +322,12 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--duration", type=float, default=200.0, help="seconds of the scale test")
+    parser.add_argument("--all-collectors", action="store_true",
+                        help="the scale test with state, queue and incoming as well")  # fmt: skip
     parser.add_argument("--only-scale", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only_scale:  # in a process of its own, so that its peak RSS is its own
-        print(json.dumps(bench_scale(args.duration)))
+        print(json.dumps(bench_scale(args.duration, args.all_collectors)))
         return 0
 
     print(f"greenapi-exporter {__version__}, Python {platform.python_version()}, {platform.machine()}, "
@@ -329,7 +335,8 @@ def main() -> int:
     rows = [bench_poll(args.repeats), bench_render(args.repeats), bench_memory()]
     if args.scale:
         output = subprocess.run(
-            [sys.executable, __file__, "--only-scale", "--duration", str(args.duration)],
+            [sys.executable, __file__, "--only-scale", "--duration", str(args.duration),
+             *(["--all-collectors"] if args.all_collectors else [])],
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         rows.append(tuple(json.loads(output.splitlines()[-1])))  # type: ignore[arg-type]

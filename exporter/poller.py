@@ -285,9 +285,7 @@ class InstancePoller:
             changes["incoming"] = outcome
         elif name == "state" and isinstance(outcome, str):
             changes["state"] = outcome
-            if outcome != previous.state:
-                log.info("instance state", extra={"instance": self.config.name, "state": outcome,
-                                                  "previous": previous.state or "none"})  # fmt: skip
+            self._log_state(previous.state, outcome)
         elif name == "queue" and isinstance(outcome, int):
             changes["send_queue"] = outcome
         self.snapshot = replace(
@@ -296,6 +294,16 @@ class InstancePoller:
             collectors=self._with_status(previous, name, result, error, now),
             **changes,  # type: ignore[arg-type]
         )
+
+    def _log_state(self, previous: str | None, state: str) -> None:
+        """A change of state is news; leaving `authorized` (or starting elsewhere) a warning."""
+        if state == previous or (previous is None and state == "authorized"):
+            return
+        extra = {"instance": self.config.name, "state": state, "previous": previous or "none"}
+        if state == "authorized":
+            log.info("instance state changed", extra=extra)
+        else:
+            log.warning("instance state changed", extra=extra)
 
     def _with_status(self, previous: InstanceSnapshot, name: str, result: str, error: str,
                      now: float) -> Mapping[str, CollectorStatus]:  # fmt: skip

@@ -68,6 +68,20 @@ def test_the_state_follows_the_instance_back_to_authorized(
     assert sum(states(exporter.scrape(), "sim-1").values()) == 1.0
 
 
+def test_losing_the_authorization_is_logged_once_as_a_warning(
+    simulator: Simulator, run_exporter: RunExporter
+) -> None:
+    exporter = run_exporter(config_for(simulator, "sim-1", collect=["state"]))
+    exporter.wait_ready()
+    simulator.set_state("sim-1", "notAuthorized")
+    wait_until(lambda: states(exporter.scrape(), "sim-1").get("notAuthorized") == 1.0)
+    time.sleep(2.5)  # more polls in the same state add no line
+    lines = [line for line in exporter.log().splitlines() if "instance state changed" in line]
+    assert len(lines) == 1, lines
+    assert "level=warning" in lines[0]
+    assert "state=notAuthorized previous=authorized" in lines[0]
+
+
 def test_a_null_state_body_of_an_instance_being_created_is_unknown(
     simulator: Simulator, run_exporter: RunExporter
 ) -> None:
