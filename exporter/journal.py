@@ -94,7 +94,7 @@ def parse_journal(body: bytes | str) -> Journal:
     """Parse a response body; raise :class:`InvalidJournal` if it is not a JSON array."""
     data = _loads(body)
     if not isinstance(data, list):
-        raise InvalidJournal(f"expected a JSON array, got a JSON {_json_type(data)}")
+        raise InvalidJournal(f"expected a JSON array, got a JSON {json_type(data)}")
     return journal_from_elements(data)
 
 
@@ -210,10 +210,11 @@ def _loads(body: bytes | str) -> object:
         try:
             return json.loads(_TRAILING_COMMA.sub(rb"\1", raw))
         except (ValueError, RecursionError):
-            raise InvalidJournal(_describe(strict_error)) from None
+            raise InvalidJournal(describe_json_error(strict_error)) from None
 
 
-def _describe(error: BaseException) -> str:
+def describe_json_error(error: BaseException) -> str:
+    """Where and why a body is not JSON, without quoting it (it may echo a URL)."""
     if isinstance(error, json.JSONDecodeError):
         return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
     if isinstance(error, RecursionError):
@@ -221,9 +222,12 @@ def _describe(error: BaseException) -> str:
     return "invalid JSON: not UTF-8 text"
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for messages such as "got a JSON string"."""
     if isinstance(value, dict):
         return "object"
+    if isinstance(value, list):
+        return "array"
     if isinstance(value, str):
         return "string"
     if isinstance(value, bool):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from exporter.journal import describe_json_error, json_type
+
 # Every value of greenapi_instance_state{state}: the states GREEN-API documents across its
 # products (WhatsApp, MAX: suspended, Telegram: pendingCode/pendingPassword), then `unknown`.
 INSTANCE_STATES: tuple[str, ...] = (
@@ -45,7 +47,7 @@ def parse_state(body: bytes) -> str:
     if data is None:
         return STATE_UNKNOWN
     if not isinstance(data, dict):
-        raise InvalidAnswer(f"expected a JSON object or null, got a JSON {_json_type(data)}")
+        raise InvalidAnswer(f"expected a JSON object or null, got a JSON {json_type(data)}")
     state = data.get("stateInstance", ...)
     if state is ...:
         raise InvalidAnswer("no stateInstance in the answer")
@@ -58,7 +60,7 @@ def parse_queue(body: bytes) -> int:
     """Messages waiting in the send queue."""
     data = _loads(body)
     if not isinstance(data, dict):
-        raise InvalidAnswer(f"expected a JSON object, got a JSON {_json_type(data)}")
+        raise InvalidAnswer(f"expected a JSON object, got a JSON {json_type(data)}")
     for key in _COUNT_KEYS:
         if key in data:
             count = data[key]
@@ -71,23 +73,5 @@ def parse_queue(body: bytes) -> int:
 def _loads(body: bytes) -> object:
     try:
         return json.loads(body)
-    except RecursionError:
-        raise InvalidAnswer("invalid JSON: nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidAnswer(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError:
-        raise InvalidAnswer("invalid JSON: not UTF-8 text") from None
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "object" if isinstance(value, dict) else "null"
+    except (ValueError, RecursionError) as exc:
+        raise InvalidAnswer(describe_json_error(exc)) from None
