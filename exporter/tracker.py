@@ -188,7 +188,7 @@ class MessageTracker:
         self._baseline_before = None  # the baseline applies to the first journal only
         for message in journal.messages:
             self._observe_message(message, baseline)
-        self._forget(journal, now)
+        _forget_left_window(self._messages, journal, now, self.window, _LAST_SHIFT)
         self._window = self._window_stats(journal, now, max_messages)
         return self.snapshot()
 
@@ -307,22 +307,6 @@ class MessageTracker:
         if "read" in new:
             self._read_lag.observe(lag)
 
-    def _forget(self, journal: Journal, now: float) -> None:
-        """Drop messages that left the window. One missing from a single response (the
-        journal loses messages now and then) is kept while its timestamp is in the window,
-        so that it is not counted again when it comes back. One whose timestamp lies more
-        than a window in the future (a broken clock) is dropped as soon as it is missing:
-        it would otherwise stay for as long as its timestamp is ahead."""
-        oldest, newest = now - self.window, now + self.window
-        present = {message.key for message in journal.messages}
-        stale = [
-            key
-            for key, packed in self._messages.items()
-            if key not in present and not oldest <= packed >> _LAST_SHIFT <= newest
-        ]
-        for key in stale:
-            del self._messages[key]
-
     def _window_stats(self, journal: Journal, now: float, max_messages: int) -> WindowStats:
         counts: dict[tuple[str, str], int] = dict.fromkeys(self._window_keys, 0)
         send_by_api = forwarded = undelivered = 0
@@ -398,11 +382,7 @@ class IncomingTracker:
                 self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
             if seen is None or message.timestamp > seen:
                 self._messages[message.key] = message.timestamp
-        oldest, latest = now - self.window, now + self.window
-        present = {message.key for message in journal.messages}
-        for key in [k for k, ts in self._messages.items()
-                    if k not in present and not oldest <= ts <= latest]:  # fmt: skip
-            del self._messages[key]
+        _forget_left_window(self._messages, journal, now, self.window, 0)
         self._window_types.update(counts)
         self._snapshot = IncomingSnapshot(
             messages_total=MappingProxyType(dict(self._messages_total)),
@@ -442,6 +422,26 @@ class IncomingTracker:
         self._snapshot = IncomingSnapshot(
             messages_total=MappingProxyType(dict(totals)), tracked=len(messages)
         )
+
+
+def _forget_left_window(
+    messages: dict[str, int], journal: Journal, now: float, window: float, shift: int
+) -> None:
+    """Drop tracked messages that left the window; ``messages[key] >> shift`` is the
+    message's latest timestamp. One missing from a single response (the journal loses
+    messages now and then) is kept while its timestamp is in the window, so that it is not
+    counted again when it comes back. One whose timestamp lies more than a window in the
+    future (a broken clock) is dropped as soon as it is missing: it would otherwise stay for
+    as long as its timestamp is ahead."""
+    oldest, newest = now - window, now + window
+    present = {message.key for message in journal.messages}
+    stale = [
+        key
+        for key, value in messages.items()
+        if key not in present and not oldest <= value >> shift <= newest
+    ]
+    for key in stale:
+        del messages[key]
 
 
 def _export_histogram(histogram: _LagHistogram) -> dict[str, object]:
