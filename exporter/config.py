@@ -108,8 +108,7 @@ class InstanceConfig:
     def method_url(self, collector: str) -> str:
         """The request URL of a collector. It contains the token: never log it, use
         :meth:`redacted_url`."""
-        method = COLLECTOR_METHODS[collector]
-        return f"{self.api_url}/waInstance{self.id_instance}/{method}/{self.api_token}"
+        return self._url(collector, self.api_token)
 
     def method_params(self, collector: str) -> dict[str, str]:
         """The query of a collector's request: the journals take the window in minutes."""
@@ -121,8 +120,11 @@ class InstanceConfig:
 
     def redacted_url(self, collector: str = "outgoing") -> str:
         """:meth:`method_url` with the token replaced by ``<redacted>``."""
+        return self._url(collector, "<redacted>")
+
+    def _url(self, collector: str, token: str) -> str:
         method = COLLECTOR_METHODS[collector]
-        return f"{self.api_url}/waInstance{self.id_instance}/{method}/<redacted>"
+        return f"{self.api_url}/waInstance{self.id_instance}/{method}/{token}"
 
 
 @dataclass(frozen=True)
