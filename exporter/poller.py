@@ -227,14 +227,17 @@ class InstancePoller:
         if data.get("id_instance") != self.config.id_instance:
             raise ValueError("saved for another id_instance")
         polls = _restored_polls(data.get("polls_total"))
+        incoming = self._incoming
+        if data.get("incoming") is not None:  # absent in files from before the collector
+            # Restored aside and swapped in only once the journal's tracker has been too.
+            incoming = IncomingTracker(self.config.window, baseline_before=None)
+            incoming.restore(data["incoming"])
         with self._lock:
-            incoming = data.get("incoming")
             try:
                 self._tracker.restore(data.get("tracker"))
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"tracker state incomplete: {exc}") from None
-            if incoming is not None:  # absent in files written before the incoming collector
-                self._incoming.restore(incoming)
+            self._incoming = incoming
             for name, counts in polls.items():
                 for result in RESULTS:
                     self._polls_total[name][result] = counts.get(result, 0)

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from exporter.config import parse_config
 from exporter.journal import journal_from_elements
+from exporter.poller import InstancePoller
 from exporter.simulator import Simulator
 from exporter.state import FORMAT, VERSION, StateError, load_state, save_state
 from exporter.tracker import MessageTracker
@@ -68,6 +70,22 @@ def test_restoring_foreign_tracker_data_fails_without_changing_anything(broken: 
     with pytest.raises((ValueError, KeyError)):
         tracker.restore(broken)
     assert tracker.export() == before
+
+
+def test_an_instance_with_unusable_incoming_state_restores_nothing() -> None:
+    config = parse_config({"instances": [{"name": "bot", "id_instance": "1", "api_token": "t",
+                                          "collect": ["outgoing", "incoming"]}]}, "test", {})  # fmt: skip
+    tracker = MessageTracker(window=86400, undelivered_after=300, baseline_before=None)
+    tracker.observe(journal_from_elements([element("a", START, "sent")]), START + 1, 5000)
+    data = InstancePoller(config.instances[0], baseline_before=None).export()
+    data["tracker"] = tracker.export()  # usable: only the incoming part is not
+    data["polls_total"] = {"outgoing": {"success": 5}}
+    data["incoming"] = {"messages_total": {"textMessage": -1}, "window_types": [], "messages": []}
+    poller = InstancePoller(config.instances[0], baseline_before=None)
+    before = poller.export()
+    with pytest.raises(ValueError):
+        poller.restore(data)
+    assert poller.export() == before
 
 
 def test_state_is_written_atomically_with_owner_only_permissions(tmp_path: Path) -> None:
