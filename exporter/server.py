@@ -307,9 +307,9 @@ def _other_status(instance: InstanceSnapshot) -> str:
     """The optional collectors' latest values, e.g. ``state notAuthorized, queue 12``."""
     parts = []
     for name in instance.collect:
-        status = instance.collectors.get(name)
         if name == "outgoing":
             continue
+        status = instance.collectors.get(name)
         if status is None:
             parts.append(f"{name} not polled yet")
             continue
