@@ -32,9 +32,18 @@ LAG_BUCKETS: tuple[float, ...] = (
 # The progression that implies its predecessors: a message seen `read` was also delivered
 # and sent. Every other status only counts itself.
 CHAIN = ("sent", "delivered", "read")
-UNDELIVERED_STATUSES = frozenset({"sent", "pending", "unknown"})
-_SENDING = frozenset({"sent", "pending"})
+# Still on its way: `unknown` (no status in the journal) is not undelivered, there is nothing
+# to judge.
+UNDELIVERED_STATUSES = frozenset({"sent", "pending"})
+_SENDING = UNDELIVERED_STATUSES
 _DELIVERED = frozenset({"delivered", "read"})
+# Statuses that say the message will not be delivered (`failed` comes from the status webhook
+# and is not written to the journal, but it means the same if it ever is).
+FAILURE_STATUSES = frozenset({"noAccount", "notInGroup", "yellowCard", "failed"})
+
+# Every value of greenapi_outgoing_delivery_outcomes_total{outcome}: how each counted message
+# stood `undelivered_after` after it was sent.
+OUTCOMES = ("in_time", "late", "failed", "no_status")
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class WindowStats:
     forwarded: int
     messages: int
     undelivered: int
-    oldest_undelivered_age: float
+    oldest_undelivered_timestamp: int | None  # send time; None when nothing is undelivered
     last_message_timestamp: int | None
     truncated: bool
     invalid: int
@@ -72,6 +81,9 @@ class TrackerSnapshot:
         default_factory=lambda: MappingProxyType(dict.fromkeys(CHAIN, 0))
     )
     forwarded_total: int = 0
+    outcomes: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(OUTCOMES, 0))
+    )
     delivery_lag: Histogram = field(default_factory=Histogram)
     read_lag: Histogram = field(default_factory=Histogram)
     window: WindowStats | None = None
@@ -161,11 +173,15 @@ def statuses_implied(status: str) -> tuple[str, ...]:
 
 
 class MessageTracker:
-    """Counts distinct messages, status transitions and lags of one instance's journal.
+    """Counts distinct messages, status transitions, delivery outcomes and lags of one
+    instance's journal.
 
     ``baseline_before``: at the first observed journal, messages whose timestamp is older
     than this are recorded but not counted, so that a restart does not replay a day of
     traffic as a spike. ``None`` counts everything (used after restoring saved state).
+
+    Every counted message is judged once, ``undelivered_after`` after it was sent (see
+    :class:`_Judgement`): the delivery outcomes are what an SLI is built on.
     """
 
     def __init__(self, window: float, undelivered_after: float,
@@ -177,23 +193,30 @@ class MessageTracker:
         self._messages_total: dict[tuple[str, bool], int] = {}
         self._status_reached: dict[str, int] = dict.fromkeys(CHAIN, 0)
         self._forwarded_total = 0
+        self._outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        # Counted messages not judged yet: sent less than undelivered_after ago, a few
+        # minutes of traffic.
+        self._unjudged: dict[str, _Judgement] = {}
         self._delivery_lag = _LagHistogram()
         self._read_lag = _LagHistogram()
         self._window: WindowStats | None = None
         self._window_keys: set[tuple[str, str]] = set()
 
     def observe(self, journal: Journal, now: float, max_messages: int) -> TrackerSnapshot:
-        """Fold one successful poll into the counters and return the new snapshot."""
+        """Fold one successful poll (ended at ``now``, UNIX time) into the counters and
+        return the new snapshot."""
         baseline = self._baseline_before
         self._baseline_before = None  # the baseline applies to the first journal only
         for message in journal.messages:
-            self._observe_message(message, baseline)
+            self._observe_message(message, baseline, now)
+        self._judge(now)
         _forget_left_window(self._messages, journal, now, self.window, _LAST_SHIFT)
         self._window = self._window_stats(journal, now, max_messages)
         return self.snapshot()
 
     def configure(self, window: float, undelivered_after: float) -> None:
-        """Apply changed settings after a reload; counters and tracked messages stay."""
+        """Apply changed settings after a reload; counters and tracked messages stay.
+        Messages waiting for their judgement keep the deadline they were given."""
         self.window = window
         self.undelivered_after = undelivered_after
 
@@ -202,6 +225,7 @@ class MessageTracker:
             messages_total=MappingProxyType(dict(self._messages_total)),
             status_reached=MappingProxyType(dict(self._status_reached)),
             forwarded_total=self._forwarded_total,
+            outcomes=MappingProxyType(dict(self._outcomes)),
             delivery_lag=self._delivery_lag.freeze(),
             read_lag=self._read_lag.freeze(),
             window=self._window,
@@ -214,6 +238,8 @@ class MessageTracker:
             "messages_total": [[t, b, n] for (t, b), n in self._messages_total.items()],
             "status_reached": dict(self._status_reached),
             "forwarded_total": self._forwarded_total,
+            "outcomes": dict(self._outcomes),
+            "unjudged": [[k, j.due, j.delivered_at] for k, j in self._unjudged.items()],
             "delivery_lag": _export_histogram(self._delivery_lag),
             "read_lag": _export_histogram(self._read_lag),
             "window_keys": [list(pair) for pair in sorted(self._window_keys)],
@@ -231,7 +257,8 @@ class MessageTracker:
 
     def restore(self, data: object) -> None:
         """Resume from :meth:`export` output. Raises ValueError (and changes nothing) when
-        the data is not what export writes; counting then resumes with no baseline."""
+        the data is not what export writes; counting then resumes with no baseline. Files
+        written before delivery outcomes existed restore with the outcomes at zero."""
         if not isinstance(data, dict):
             raise ValueError("tracker state is not an object")
         messages_total = {
@@ -239,6 +266,13 @@ class MessageTracker:
         }
         status_reached = {_str(k): _count(v) for k, v in _mapping(data["status_reached"]).items()}
         forwarded_total = _count(data["forwarded_total"])
+        outcomes = {_str(k): _count(v) for k, v in _mapping(data.get("outcomes", {})).items()}
+        if not set(outcomes) <= set(OUTCOMES):
+            raise ValueError(f"unknown delivery outcomes {sorted(set(outcomes) - set(OUTCOMES))}")
+        unjudged = {
+            _str(key): _Judgement(_number(due), _number(delivered_at))
+            for key, due, delivered_at in _rows(data.get("unjudged", []), 3)
+        }
         delivery_lag = _restore_histogram(data["delivery_lag"])
         read_lag = _restore_histogram(data["read_lag"])
         window_keys = {(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)}
@@ -253,16 +287,21 @@ class MessageTracker:
             entry.last_timestamp = _timestamp(last_ts)
             entry.forwarded = _bool(forwarded)
             tracked[_str(key)] = entry.pack()
+        if not set(unjudged) <= set(tracked):
+            raise ValueError("a message waiting for its judgement is not tracked")
         self._messages_total = messages_total
         self._status_reached = {**dict.fromkeys(CHAIN, 0), **status_reached}
         self._forwarded_total = forwarded_total
+        self._outcomes = {**dict.fromkeys(OUTCOMES, 0), **outcomes}
+        self._unjudged = unjudged
         self._delivery_lag = delivery_lag
         self._read_lag = read_lag
         self._window_keys = window_keys
         self._messages = tracked
         self._baseline_before = None  # what happened while we were down is news, not history
 
-    def _observe_message(self, message: JournalMessage, baseline: float | None) -> None:
+    def _observe_message(self, message: JournalMessage, baseline: float | None,
+                         now: float) -> None:  # fmt: skip
         packed = self._messages.get(message.key)
         status = message.status
         if packed is not None and _unchanged(packed, message):
@@ -274,8 +313,14 @@ class MessageTracker:
             if counting:
                 kind = (message.message_type, message.send_by_api)
                 self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
+                # The send time is known for a message first seen sent or pending; for one
+                # first seen later on, its timestamp is the latest the send can have been.
+                self._unjudged[message.key] = _Judgement(
+                    message.timestamp + self.undelivered_after, 0.0
+                )
         else:
             tracked = _Tracked(packed)
+        previous_timestamp = tracked.last_timestamp
         if message.timestamp > tracked.last_timestamp:
             tracked.last_timestamp = message.timestamp
 
@@ -296,16 +341,34 @@ class MessageTracker:
         if counting:
             for reached in new:
                 self._status_reached[reached] = self._status_reached.get(reached, 0) + 1
+        if "delivered" not in new and "read" not in new:
+            return
+        # The journal's timestamp is the time of the last action, so it moves on delivery
+        # and read. Where it did not (some products give the send time), the poll that first
+        # saw the new status is the best bound there is: a lag of 0 would be a lie.
         sent_at = tracked.sent_timestamp
-        if not sent_at or status not in _DELIVERED:
+        at = float(message.timestamp) if message.timestamp > previous_timestamp else now
+        judgement = self._unjudged.get(message.key)
+        if judgement is not None and not judgement.delivered_at:
+            judgement.delivered_at = at
+        if not sent_at:  # never seen on its way: no start to measure a lag from
             return
-        lag = message.timestamp - sent_at
-        if lag < 0:  # clocks disagree or the journal is wrong: no honest lag to record
-            return
+        lag = at - sent_at
+        if message.timestamp < sent_at or lag < 0:
+            return  # the journal's clock went backwards, or disagrees with ours: no honest lag
         if "delivered" in new:
             self._delivery_lag.observe(lag)
         if "read" in new:
             self._read_lag.observe(lag)
+
+    def _judge(self, now: float) -> None:
+        """Give every message whose judgement is due its delivery outcome, once."""
+        due = [key for key, judgement in self._unjudged.items() if judgement.due <= now]
+        for key in due:
+            judgement = self._unjudged.pop(key)
+            packed = self._messages.get(key)
+            reached = 0 if packed is None else packed & (_FORWARDED - 1)
+            self._outcomes[judgement.outcome(reached)] += 1
 
     def _window_stats(self, journal: Journal, now: float, max_messages: int) -> WindowStats:
         counts: dict[tuple[str, str], int] = dict.fromkeys(self._window_keys, 0)
@@ -332,11 +395,42 @@ class MessageTracker:
             forwarded=forwarded,
             messages=len(journal.messages),
             undelivered=undelivered,
-            oldest_undelivered_age=0.0 if oldest_undelivered is None else now - oldest_undelivered,
+            oldest_undelivered_timestamp=oldest_undelivered,
             last_message_timestamp=newest,
             truncated=journal.elements >= max_messages,
             invalid=journal.invalid,
         )
+
+
+_DELIVERED_BITS = sum(_STATUS_BIT[s] for s in _DELIVERED)
+_FAILURE_BITS = sum(_STATUS_BIT[s] for s in FAILURE_STATUSES)
+_STATUS_BITS = sum(_STATUS_BIT[s] for s in (*CHAIN, "pending"))
+
+
+class _Judgement:
+    """A counted message waiting for its delivery outcome.
+
+    ``due``: its send time plus ``undelivered_after`` (UNIX seconds). ``delivered_at``: when
+    it was first seen delivered or read (0 while it was not). At ``due`` it is ``in_time``
+    if it had been delivered by then, else ``failed`` after a failure status, ``late`` if
+    the journal gave it a status of the sent → delivered → read chain, and ``no_status``
+    when the journal never said anything usable.
+    """
+
+    __slots__ = ("delivered_at", "due")
+
+    def __init__(self, due: float, delivered_at: float) -> None:
+        self.due = due
+        self.delivered_at = delivered_at
+
+    def outcome(self, reached: int) -> str:
+        if reached & _DELIVERED_BITS and 0 < self.delivered_at <= self.due:
+            return "in_time"
+        if reached & _FAILURE_BITS:
+            return "failed"
+        if reached & _STATUS_BITS:
+            return "late"
+        return "no_status"
 
 
 @dataclass(frozen=True)
@@ -499,6 +593,12 @@ def _timestamp(value: object) -> int:
     if number > _TS_MASK:
         raise ValueError("timestamp out of range")
     return number
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError("expected a number >= 0")
+    return float(value)
 
 
 def _count(value: object) -> int:

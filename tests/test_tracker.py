@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from exporter.journal import journal_from_elements
 from exporter.tracker import (
     LAG_BUCKETS,
+    OUTCOMES,
     IncomingSnapshot,
     IncomingTracker,
     MessageTracker,
@@ -127,6 +128,159 @@ def test_a_negative_lag_is_not_recorded() -> None:
     assert snap.status_reached["delivered"] == 1
 
 
+def test_a_lag_whose_timestamp_did_not_move_is_measured_to_the_poll_that_saw_it() -> None:
+    """Some products give the send time as the timestamp: a lag of 0 would be a lie."""
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "sent"))
+    snap = observe(tracker, START + 70, msg("a", START + 5, "delivered"))
+    assert (snap.delivery_lag.count, snap.delivery_lag.total) == (1, 65)
+
+
+def test_a_read_whose_timestamp_did_not_move_is_measured_to_the_poll_that_saw_it() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("a", START + 5, "sent"))
+    observe(tracker, START + 20, msg("a", START + 8, "delivered"))
+    snap = observe(tracker, START + 90, msg("a", START + 8, "read"))
+    assert (snap.read_lag.count, snap.read_lag.total) == (1, 85)
+    assert (snap.delivery_lag.count, snap.delivery_lag.total) == (1, 3)
+
+
+# --- delivery outcomes ------------------------------------------------------------------------
+
+
+def outcomes(snap: TrackerSnapshot) -> dict[str, int]:
+    return {k: v for k, v in snap.outcomes.items() if v}
+
+
+def test_every_outcome_exists_at_zero_before_any_message() -> None:
+    assert dict(new_tracker().snapshot().outcomes) == dict.fromkeys(OUTCOMES, 0)
+
+
+def test_a_message_is_not_judged_before_undelivered_after_has_passed() -> None:
+    tracker = new_tracker()
+    snap = observe(tracker, START + 100, msg("a", START + 10, "sent"))
+    assert outcomes(snap) == {}
+    snap = observe(tracker, START + 309, msg("a", START + 10, "sent"))
+    assert outcomes(snap) == {}
+
+
+def test_a_message_delivered_within_undelivered_after_is_in_time() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    observe(tracker, START + 80, msg("a", START + 70, "delivered"))
+    snap = observe(tracker, START + 320, msg("a", START + 70, "delivered"))
+    assert outcomes(snap) == {"in_time": 1}
+
+
+def test_a_message_still_sent_when_judged_is_late() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    snap = observe(tracker, START + 320, msg("a", START + 10, "sent"))
+    assert outcomes(snap) == {"late": 1}
+
+
+def test_a_message_delivered_after_its_judgement_stays_late() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    observe(tracker, START + 320, msg("a", START + 10, "sent"))
+    snap = observe(tracker, START + 900, msg("a", START + 850, "read"))
+    assert outcomes(snap) == {"late": 1}
+
+
+def test_a_delivery_seen_by_a_poll_after_the_deadline_is_judged_by_its_timestamp() -> None:
+    """The journal says when it was delivered: a poll that comes late changes nothing."""
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    snap = observe(tracker, START + 700, msg("a", START + 200, "delivered"))
+    assert outcomes(snap) == {"in_time": 1}
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("b", START + 10, "sent"))
+    snap = observe(tracker, START + 700, msg("b", START + 400, "delivered"))
+    assert outcomes(snap) == {"late": 1}
+
+
+def test_a_delivery_whose_timestamp_did_not_move_is_dated_by_the_poll_that_saw_it() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    observe(tracker, START + 100, msg("a", START + 10, "delivered"))
+    snap = observe(tracker, START + 400, msg("a", START + 10, "delivered"))
+    assert outcomes(snap) == {"in_time": 1}
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("b", START + 10, "sent"))
+    snap = observe(tracker, START + 700, msg("b", START + 10, "delivered"))
+    assert outcomes(snap) == {"late": 1}
+
+
+def test_a_message_first_seen_delivered_is_in_time() -> None:
+    snap = observe(new_tracker(), START + 400, msg("a", START + 30, "read"))
+    assert outcomes(snap) == {"in_time": 1}
+
+
+def test_failure_statuses_are_failed() -> None:
+    tracker = new_tracker()
+    elements = [msg(s, START + 10, s) for s in ("noAccount", "notInGroup", "yellowCard")]
+    snap = observe(tracker, START + 400, *elements)
+    assert outcomes(snap) == {"failed": 3}
+
+
+def test_a_journal_without_statuses_gives_no_status_outcomes() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, ""), msg("b", START + 10, "surprise"))
+    snap = observe(tracker, START + 400, msg("a", START + 10, ""), msg("b", START + 10, "surprise"))
+    assert outcomes(snap) == {"no_status": 2}
+
+
+def test_a_message_without_status_that_is_delivered_in_time_is_in_time() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, ""))
+    snap = observe(tracker, START + 400, msg("a", START + 60, "delivered"))
+    assert outcomes(snap) == {"in_time": 1}
+
+
+def test_each_message_is_judged_exactly_once() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    for minute in range(1, 30):
+        snap = observe(tracker, START + 60 * minute, msg("a", START + 10, "sent"))
+    assert outcomes(snap) == {"late": 1}
+
+
+def test_baseline_messages_are_not_judged() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 10, msg("old", START - 60, "sent"))
+    snap = observe(tracker, START + 600, msg("old", START - 60, "sent"))
+    assert outcomes(snap) == {}
+
+
+def test_a_message_missing_from_the_answer_is_judged_on_what_was_last_seen() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"), msg("b", START + 10, "sent"))
+    observe(tracker, START + 80, msg("a", START + 70, "delivered"), msg("b", START + 10, "sent"))
+    snap = observe(tracker, START + 400)  # the journal lost both for one answer
+    assert outcomes(snap) == {"in_time": 1, "late": 1}
+
+
+def test_unjudged_messages_survive_export_and_restore() -> None:
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"), msg("b", START + 10, "sent"))
+    observe(tracker, START + 80, msg("a", START + 70, "delivered"))
+    restored = new_tracker(baseline=None)
+    restored.restore(json.loads(json.dumps(tracker.export())))
+    snap = observe(restored, START + 400, msg("b", START + 10, "sent"))
+    assert outcomes(snap) == {"in_time": 1, "late": 1}
+
+
+def test_state_without_outcomes_restores_them_at_zero() -> None:
+    """A state file written before delivery outcomes existed."""
+    tracker = new_tracker()
+    observe(tracker, START + 20, msg("a", START + 10, "sent"))
+    saved = tracker.export()
+    del saved["outcomes"], saved["unjudged"]
+    restored = new_tracker(baseline=None)
+    restored.restore(saved)
+    assert dict(restored.snapshot().outcomes) == dict.fromkeys(OUTCOMES, 0)
+
+
 def test_other_statuses_count_only_themselves() -> None:
     tracker = new_tracker()
     snap = observe(tracker, START + 10, msg("a", START + 5, "noAccount"))
@@ -190,7 +344,7 @@ def test_a_status_type_pair_that_leaves_the_window_drops_to_zero() -> None:
     }
 
 
-def test_undelivered_are_sent_pending_or_unknown_older_than_the_threshold() -> None:
+def test_undelivered_are_sent_or_pending_older_than_the_threshold() -> None:
     tracker = new_tracker()
     now = START + 1000
     snap = observe(
@@ -200,14 +354,14 @@ def test_undelivered_are_sent_pending_or_unknown_older_than_the_threshold() -> N
         msg("old-delivered", now - 900, "delivered"), msg("future", now + 5000, "sent"),
     )  # fmt: skip
     assert snap.window is not None
-    assert snap.window.undelivered == 3
-    assert snap.window.oldest_undelivered_age == 900
+    assert snap.window.undelivered == 2  # an unknown status is nothing to judge
+    assert snap.window.oldest_undelivered_timestamp == now - 600
 
 
-def test_no_undelivered_means_age_zero() -> None:
+def test_no_undelivered_message_means_no_oldest_timestamp() -> None:
     snap = observe(new_tracker(), START + 10, msg("a", START + 5, "read"))
     assert snap.window is not None
-    assert (snap.window.undelivered, snap.window.oldest_undelivered_age) == (0, 0.0)
+    assert (snap.window.undelivered, snap.window.oldest_undelivered_timestamp) == (0, None)
 
 
 def test_window_truncated_when_the_response_reaches_max_messages() -> None:
@@ -301,7 +455,10 @@ def test_counters_never_decrease_and_gauges_never_go_negative(
         )
         assert list(snap.delivery_lag.buckets) == sorted(snap.delivery_lag.buckets)
         assert snap.window is not None
-        assert snap.window.undelivered >= 0 and snap.window.oldest_undelivered_age >= 0
+        assert snap.window.undelivered >= 0
+        for outcome, count in previous.outcomes.items():
+            assert snap.outcomes[outcome] >= count
+        assert sum(snap.outcomes.values()) <= sum(snap.messages_total.values())
         assert all(v >= 0 for v in snap.window.by_status_type.values())
         previous = snap
 
