@@ -5,7 +5,7 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[bcrypt,fast]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[bcrypt]"
 
 FROM python:3.12-slim
 LABEL org.opencontainers.image.title="greenapi-exporter" \

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
+
+import orjson
 
 # Status values GREEN-API documents for the journal (and `failed`, from the status webhook).
 # Anything else becomes "other"; an empty or missing status becomes "unknown".
@@ -137,8 +138,11 @@ def parse_message(element: object) -> JournalMessage | None:
         return None
     forwarded = get("isForwarded") is True
     if not forwarded:
-        extended = get("extendedTextMessage")
-        forwarded = type(extended) is dict and extended.get("isForwarded") is True
+        for content_key in _FORWARD_FLAG_HOLDERS:
+            content = get(content_key)
+            if type(content) is dict and content.get("isForwarded") is True:
+                forwarded = True
+                break
     return JournalMessage(
         chat_id + KEY_SEPARATOR + id_message,
         timestamp,
@@ -148,6 +152,11 @@ def parse_message(element: object) -> JournalMessage | None:
         forwarded,
     )
 
+
+# Where the forward flag lives besides the top level (which only file messages use): text in
+# extendedTextMessage, contacts and locations in their content objects. quotedMessage is left
+# out on purpose: its flag describes the quoted message, not this one.
+_FORWARD_FLAG_HOLDERS = ("extendedTextMessage", "contact", "location")
 
 _STATUS_LABEL = {status: status for status in KNOWN_STATUSES}
 _TYPE_LABEL = {kind: kind for kind in KNOWN_MESSAGE_TYPES}
@@ -183,15 +192,9 @@ def _supersedes(new: JournalMessage, old: JournalMessage) -> bool:
     return _STATUS_RANK.get(new.status, -1) > _STATUS_RANK.get(old.status, -1)
 
 
-# orjson, when installed (the `fast` extra), decodes a journal full of base64 thumbnails in
-# a fraction of the standard library's time. Anything it refuses goes to json.loads, so the
-# accepted input is the same either way.
-_fast_loads: Callable[[bytes], object] | None
-try:
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - depends on the installation
-    _fast_loads = None
-
+# orjson decodes a journal full of base64 thumbnails in a fraction of the standard library's
+# time, with far fewer temporary objects. Anything it refuses goes to json.loads, which accepts
+# a little more (NaN, huge integers), so the accepted input is the standard library's.
 # A comma before a closing bracket, as in the API page's own example. Only tried after the
 # strict parse failed, so well-formed bodies never pay for it.
 _TRAILING_COMMA = re.compile(rb",\s*([\]}])")
@@ -199,11 +202,10 @@ _TRAILING_COMMA = re.compile(rb",\s*([\]}])")
 
 def _loads(body: bytes | str) -> object:
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    if _fast_loads is not None:
-        try:
-            return _fast_loads(raw)
-        except (ValueError, RecursionError):
-            pass  # the standard parser decides: it accepts a little more (NaN, huge ints)
+    try:
+        return orjson.loads(raw)
+    except (ValueError, RecursionError):
+        pass  # the standard parser decides
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as strict_error:

@@ -13,13 +13,19 @@ from exporter import journal
 from exporter.journal import KEY_SEPARATOR, InvalidJournal, parse_journal
 
 
+class _Refusing:
+    """Stands in for orjson when it refuses a body: json.loads decides then."""
+
+    @staticmethod
+    def loads(_body: bytes) -> object:
+        raise ValueError("refused")
+
+
 @pytest.fixture(autouse=True, params=["orjson", "json"])
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with the optional fast parser and with the standard library alone."""
+    """Every test runs with orjson and with the standard library's fallback alone."""
     if request.param == "json":
-        monkeypatch.setattr(journal, "_fast_loads", None)
-    elif journal._fast_loads is None:
-        pytest.skip("orjson is not installed")
+        monkeypatch.setattr(journal, "orjson", _Refusing)
     return str(request.param)
 
 
@@ -94,6 +100,28 @@ def test_forwarded_is_read_from_the_element_or_its_extended_text() -> None:
         )
     )
     assert {m.key[-1]: m.forwarded for m in journal.messages} == {"a": True, "b": True, "c": False}
+
+
+def test_forwarded_contacts_and_locations_carry_the_flag_in_their_content() -> None:
+    journal = parse_journal(
+        json.dumps(
+            [
+                element(idMessage="a", typeMessage="contactMessage",
+                        contact={"displayName": "Support", "isForwarded": True}),
+                element(idMessage="b", typeMessage="locationMessage",
+                        location={"latitude": 55.75, "isForwarded": True}),
+                element(idMessage="c", typeMessage="locationMessage", location="not an object"),
+            ]
+        )
+    )  # fmt: skip
+    assert {m.key[-1]: m.forwarded for m in journal.messages} == {"a": True, "b": True, "c": False}
+
+
+def test_a_quoted_forwarded_message_does_not_make_the_reply_forwarded() -> None:
+    [message] = parse_journal(
+        json.dumps([element(typeMessage="quotedMessage", quotedMessage={"isForwarded": True})])
+    ).messages
+    assert message.forwarded is False
 
 
 def test_the_same_id_in_two_chats_is_two_messages() -> None:
