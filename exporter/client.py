@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
@@ -106,17 +107,18 @@ class GreenApiClient:
                     status=status,
                     error=f"answer larger than {self._max_body_bytes // (1024 * 1024)} MiB",
                 )
+            code = _error_code_in_body(body)
+            if code is not None:
+                # GREEN-API has been seen answering 200 with {"code": 401, ...}; its Go SDK
+                # special-cases it. It is the error it names, not a journal.
+                return Fetch(
+                    _result_of(code), status=status, error=f"HTTP 200 with error {code} in the body"
+                )
             return Fetch("success", status=status, body=body)
         retry_after = _retry_after(response.headers.get("Retry-After"))
-        if status in _NAMED_STATUSES:
-            result = f"http_{status}"
-        elif 400 <= status < 500:
-            result = "http_4xx"
-        elif 500 <= status < 600:
-            result = "http_5xx"
-        else:  # redirects are not followed: they could carry the token to another host
-            result = "invalid_response"
-        return Fetch(result, status=status, retry_after=retry_after, error=f"HTTP {status}")
+        return Fetch(
+            _result_of(status), status=status, retry_after=retry_after, error=f"HTTP {status}"
+        )
 
     def _read_body(self, response: requests.Response, deadline: float) -> bytes | None:
         chunks: list[bytes] = []
@@ -129,6 +131,35 @@ class GreenApiClient:
             if time.monotonic() > deadline:
                 raise _BodyTooSlow
         return b"".join(chunks)
+
+
+def _result_of(status: int) -> str:
+    """The ``result`` label of an HTTP status other than 200."""
+    if status in _NAMED_STATUSES:
+        return f"http_{status}"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if 500 <= status < 600:
+        return "http_5xx"
+    return "invalid_response"  # redirects are not followed: they could carry the token away
+
+
+# An error object is small; a journal or a status answer that happens to be long is not one.
+_ERROR_BODY_LIMIT = 4096
+
+
+def _error_code_in_body(body: bytes) -> int | None:
+    """The HTTP error code of a 200 answer shaped ``{"code": 401, "description": ...}``."""
+    if len(body) > _ERROR_BODY_LIMIT or not body.lstrip().startswith(b"{"):
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return code
+    return None
 
 
 class _BodyTooSlow(Exception):

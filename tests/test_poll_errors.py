@@ -24,12 +24,14 @@ FAULTS: dict[str, str] = {
     "sim-9": "timeout",
     "sim-10": "connection_error",
     "sim-11": "success",
+    "sim-12": "http_401",  # HTTP 200 carrying {"code": 401, ...}, as GREEN-API has answered
+    "sim-13": "http_5xx",  # the same shape with a 5xx code
 }
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator, ExporterProcess]]:
-    sim = Simulator(instances=11, seed=5, history=600)
+    sim = Simulator(instances=13, seed=5, history=600)
     sim.start()
     sim.set_fault("sim-1", "status", code=400)
     sim.set_fault("sim-4", "status", code=429)
@@ -38,6 +40,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator
     sim.set_fault("sim-7", "status", code=502)
     sim.set_fault("sim-8", "broken_json")
     sim.set_fault("sim-9", "delay", seconds=5)
+    sim.set_fault("sim-12", "status", code=200, body='{"code":401,"description":"Unauthorized"}')
+    sim.set_fault("sim-13", "status", code=200, body='{"code": 502, "description": "Bad Gateway"}')
     config: dict[str, Any] = sim.exporter_config(poll_interval="1s", timeout="1s")
     by_name = {i["name"]: i for i in config["instances"]}
     by_name["sim-2"]["api_token"] = "0" * 50  # a wrong token: the simulator answers 401
