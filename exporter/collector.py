@@ -9,7 +9,8 @@ static label ``team``)::
 
     greenapi_up{id_instance="1101000001",name="sales-bot",team="sales"} 1.0
     greenapi_polls_total{collector="outgoing",id_instance="1101000001",name="sales-bot",result="success",team="sales"} 42.0
-    greenapi_outgoing_messages{id_instance="1101000001",message_type="textMessage",name="sales-bot",status="read",team="sales"} 17.0
+    greenapi_outgoing_window_messages{id_instance="1101000001",message_type="textMessage",name="sales-bot",status="read",team="sales"} 17.0
+    greenapi_outgoing_delivery_outcomes_total{id_instance="1101000001",name="sales-bot",outcome="in_time",team="sales"} 39.0
     greenapi_outgoing_delivery_lag_seconds_bucket{id_instance="1101000001",le="5.0",name="sales-bot",team="sales"} 12.0
     greenapi_instance_state{id_instance="1101000001",name="sales-bot",state="authorized",team="sales"} 1.0
     greenapi_instance_state{id_instance="1101000001",name="sales-bot",state="notAuthorized",team="sales"} 0.0
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from exporter.client import RESULTS
 from exporter.poller import InstanceSnapshot
 from exporter.status import INSTANCE_STATES
-from exporter.tracker import LAG_BUCKETS, Histogram
+from exporter.tracker import LAG_BUCKETS, OUTCOMES, Histogram
 
 
 @dataclass(frozen=True)
@@ -52,216 +53,195 @@ class ExporterSnapshot:
 _BASE_LABELS = ("name", "id_instance")
 
 
+@dataclass(frozen=True)
+class FamilySpec:
+    """One per-instance metric family: its full name (as the README spells it), type, help
+    text and the labels it adds to ``name``, ``id_instance`` and the static labels."""
+
+    name: str
+    kind: str  # "gauge", "counter" or "histogram"
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+# Every per-instance family, in exposition order. The only place a name is declared.
+FAMILIES: tuple[FamilySpec, ...] = (
+    FamilySpec("greenapi_up", "gauge",
+               "1 if the last poll of the outgoing journal succeeded, else 0."),
+    FamilySpec("greenapi_poll_duration_seconds", "gauge", "Duration of the last poll in seconds."),
+    FamilySpec("greenapi_last_poll_success_timestamp_seconds", "gauge",
+               "UNIX time when the last successful poll ended."),
+    FamilySpec("greenapi_polls_total", "counter",
+               "Requests to GREEN-API by collector (outgoing is the journal) and result.",
+               ("result", "collector")),
+    FamilySpec("greenapi_outgoing_window_messages", "gauge",
+               "Messages in the journal window by status and type.", ("status", "message_type")),
+    FamilySpec("greenapi_outgoing_window_send_by_api_messages", "gauge",
+               "Messages in the window sent through the API."),
+    FamilySpec("greenapi_outgoing_window_send_by_api_ratio", "gauge",
+               "Share of the window's messages sent through the API."),
+    FamilySpec("greenapi_outgoing_window_forwarded_messages", "gauge",
+               "Forwarded messages in the window."),
+    FamilySpec("greenapi_outgoing_undelivered_messages", "gauge",
+               "Messages still sent or pending for longer than undelivered_after."),
+    FamilySpec("greenapi_outgoing_oldest_undelivered_timestamp_seconds", "gauge",
+               "UNIX send time of the oldest undelivered message; absent when there is none."),
+    FamilySpec("greenapi_outgoing_last_message_timestamp_seconds", "gauge",
+               "Newest message timestamp in the window."),
+    FamilySpec("greenapi_outgoing_window_truncated", "gauge",
+               "1 if the last response reached max_messages and older messages may be missing."),
+    FamilySpec("greenapi_outgoing_window_seconds", "gauge",
+               "The configured journal window in seconds."),
+    FamilySpec("greenapi_outgoing_invalid_messages", "gauge",
+               "Elements of the last response that could not be used."),
+    FamilySpec("greenapi_outgoing_messages_total", "counter",
+               "Distinct outgoing messages seen for the first time.",
+               ("message_type", "send_by_api")),
+    FamilySpec("greenapi_outgoing_status_reached_total", "counter",
+               "Messages seen at a status for the first time (read implies delivered and sent).",
+               ("status",)),
+    FamilySpec("greenapi_outgoing_forwarded_messages_total", "counter",
+               "Distinct forwarded messages seen."),
+    FamilySpec("greenapi_outgoing_delivery_outcomes_total", "counter",
+               "Counted messages by how they stood undelivered_after after they were sent: "
+               "in_time, late, failed or no_status.", ("outcome",)),
+    FamilySpec("greenapi_outgoing_delivery_lag_seconds", "histogram",
+               "Seconds from sent to first seen delivered or read."),
+    FamilySpec("greenapi_outgoing_read_lag_seconds", "histogram",
+               "Seconds from sent to first seen read."),
+    FamilySpec("greenapi_instance_state", "gauge",
+               "1 for the instance's current stateInstance, 0 for the other known states.",
+               ("state",)),
+    FamilySpec("greenapi_send_queue_messages", "gauge",
+               "Messages waiting in the instance's send queue."),
+    FamilySpec("greenapi_incoming_window_messages", "gauge",
+               "Incoming messages in the window by type.", ("message_type",)),
+    FamilySpec("greenapi_incoming_messages_total", "counter",
+               "Distinct incoming messages seen for the first time.", ("message_type",)),
+    FamilySpec("greenapi_incoming_last_message_timestamp_seconds", "gauge",
+               "Newest incoming message timestamp in the window."),
+)  # fmt: skip
+
+_FAMILY_CLASSES = {
+    "gauge": GaugeMetricFamily,
+    "counter": CounterMetricFamily,
+    "histogram": HistogramMetricFamily,
+}
+
+
 class _Families:
     """The per-instance metric families of one scrape, filled instance by instance."""
 
     def __init__(self, label_names: Sequence[str]) -> None:
-        labels = [*_BASE_LABELS, *label_names]
-
-        def gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=[*labels, *extra])
-
-        def counter(name: str, doc: str, *extra: str) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=[*labels, *extra])
-
-        def histogram(name: str, doc: str) -> HistogramMetricFamily:
-            return HistogramMetricFamily(name, doc, labels=labels)
-
-        self.up = gauge(
-            "greenapi_up", "1 if the last poll of the outgoing journal succeeded, else 0."
-        )
-        self.poll_duration = gauge(
-            "greenapi_poll_duration_seconds", "Duration of the last poll in seconds."
-        )
-        self.last_success = gauge(
-            "greenapi_last_poll_success_timestamp_seconds",
-            "UNIX time when the last successful poll ended.",
-        )
-        self.polls = counter(
-            "greenapi_polls",
-            "Requests to GREEN-API by collector (outgoing is the journal) and result.",
-            "result",
-            "collector",
-        )
-        self.messages = gauge(
-            "greenapi_outgoing_messages",
-            "Messages in the journal window by status and type.",
-            "status",
-            "message_type",
-        )
-        self.send_by_api = gauge(
-            "greenapi_outgoing_send_by_api_messages", "Messages in the window sent through the API."
-        )
-        self.send_by_api_ratio = gauge(
-            "greenapi_outgoing_send_by_api_ratio",
-            "Share of the window's messages sent through the API.",
-        )
-        self.forwarded = gauge(
-            "greenapi_outgoing_forwarded_messages", "Forwarded messages in the window."
-        )
-        self.undelivered = gauge(
-            "greenapi_outgoing_undelivered_messages",
-            "Messages still sent, pending or of unknown status for longer than undelivered_after.",
-        )
-        self.oldest_undelivered = gauge(
-            "greenapi_outgoing_oldest_undelivered_age_seconds",
-            "Age of the oldest undelivered message in seconds; 0 when there is none.",
-        )
-        self.last_message = gauge(
-            "greenapi_outgoing_last_message_timestamp_seconds",
-            "Newest message timestamp in the window.",
-        )
-        self.truncated = gauge(
-            "greenapi_outgoing_window_truncated",
-            "1 if the last response reached max_messages and older messages may be missing.",
-        )
-        self.window_seconds = gauge(
-            "greenapi_outgoing_window_seconds", "The configured journal window in seconds."
-        )
-        self.invalid = gauge(
-            "greenapi_outgoing_invalid_messages",
-            "Elements of the last response that could not be used.",
-        )
-        self.messages_total = counter(
-            "greenapi_outgoing_messages",
-            "Distinct outgoing messages seen for the first time.",
-            "message_type",
-            "send_by_api",
-        )
-        self.status_reached = counter(
-            "greenapi_outgoing_status_reached",
-            "Messages seen at a status for the first time (read implies delivered and sent).",
-            "status",
-        )
-        self.forwarded_total = counter(
-            "greenapi_outgoing_forwarded_messages", "Distinct forwarded messages seen."
-        )
-        self.delivery_lag = histogram(
-            "greenapi_outgoing_delivery_lag_seconds",
-            "Seconds from sent to first seen delivered or read, from the API's timestamps.",
-        )
-        self.read_lag = histogram(
-            "greenapi_outgoing_read_lag_seconds",
-            "Seconds from sent to first seen read, from the API's timestamps.",
-        )
-        self.instance_state = gauge(
-            "greenapi_instance_state",
-            "1 for the instance's current stateInstance, 0 for the other known states.",
-            "state",
-        )
-        self.send_queue = gauge(
-            "greenapi_send_queue_messages", "Messages waiting in the instance's send queue."
-        )
-        self.incoming = gauge(
-            "greenapi_incoming_messages", "Incoming messages in the window by type.", "message_type"
-        )
-        self.incoming_total = counter(
-            "greenapi_incoming_messages",
-            "Distinct incoming messages seen for the first time.",
-            "message_type",
-        )
-        self.incoming_last = gauge(
-            "greenapi_incoming_last_message_timestamp_seconds",
-            "Newest incoming message timestamp in the window.",
-        )
+        base = [*_BASE_LABELS, *label_names]
+        self._by_name: dict[str, Metric] = {
+            spec.name: _FAMILY_CLASSES[spec.kind](
+                spec.name, spec.documentation, labels=[*base, *spec.labels]
+            )
+            for spec in FAMILIES
+        }
 
     def all(self) -> list[Metric]:
-        return [
-            self.up,
-            self.poll_duration,
-            self.last_success,
-            self.polls,
-            self.messages,
-            self.send_by_api,
-            self.send_by_api_ratio,
-            self.forwarded,
-            self.undelivered,
-            self.oldest_undelivered,
-            self.last_message,
-            self.truncated,
-            self.window_seconds,
-            self.invalid,
-            self.messages_total,
-            self.status_reached,
-            self.forwarded_total,
-            self.delivery_lag,
-            self.read_lag,
-            self.instance_state,
-            self.send_queue,
-            self.incoming,
-            self.incoming_total,
-            self.incoming_last,
-        ]
+        return list(self._by_name.values())
 
     def add(self, instance: InstanceSnapshot, label_names: Sequence[str]) -> None:
         static = dict(instance.labels)
         labels = [instance.name, instance.id_instance, *(static.get(k, "") for k in label_names)]
+        sample = self._sample
         for collector, counts in instance.polls_total.items():
             for result in RESULTS:
-                self.polls.add_metric([*labels, result, collector], counts.get(result, 0))
+                sample("greenapi_polls_total", [*labels, result, collector], counts.get(result, 0))
         if "outgoing" in instance.collect:
             self._add_outgoing(instance, labels)
         if "state" in instance.collect and instance.state is not None:
             for state in INSTANCE_STATES:
-                self.instance_state.add_metric(
-                    [*labels, state], 1.0 if state == instance.state else 0.0
-                )
+                value = 1.0 if state == instance.state else 0.0
+                sample("greenapi_instance_state", [*labels, state], value)
         if "queue" in instance.collect and instance.send_queue is not None:
-            self.send_queue.add_metric(labels, instance.send_queue)
+            sample("greenapi_send_queue_messages", labels, instance.send_queue)
         if "incoming" in instance.collect:
             self._add_incoming(instance, labels)
 
+    def _sample(self, family: str, labels: Sequence[str], value: float) -> None:
+        metric = self._by_name[family]
+        assert isinstance(metric, (GaugeMetricFamily, CounterMetricFamily))
+        metric.add_metric(labels, value)
+
+    def _histogram(self, family: str, labels: list[str], histogram: Histogram) -> None:
+        metric = self._by_name[family]
+        assert isinstance(metric, HistogramMetricFamily)
+        buckets = [
+            (_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)
+        ]
+        buckets.append(("+Inf", histogram.count))
+        metric.add_metric(labels, buckets, histogram.total)
+
     def _add_outgoing(self, instance: InstanceSnapshot, labels: list[str]) -> None:
-        self.window_seconds.add_metric(labels, instance.window_seconds)
+        sample = self._sample
+        sample("greenapi_outgoing_window_seconds", labels, instance.window_seconds)
         if instance.polled:
-            self.up.add_metric(labels, 1.0 if instance.up else 0.0)
-            self.poll_duration.add_metric(labels, instance.last_poll_duration)
+            sample("greenapi_up", labels, 1.0 if instance.up else 0.0)
+            sample("greenapi_poll_duration_seconds", labels, instance.last_poll_duration)
         if instance.last_success_timestamp is not None:
-            self.last_success.add_metric(labels, instance.last_success_timestamp)
+            sample(
+                "greenapi_last_poll_success_timestamp_seconds",
+                labels,
+                instance.last_success_timestamp,
+            )
 
         tracker = instance.tracker
         for (message_type, send_by_api), count in sorted(tracker.messages_total.items()):
             by_api = "true" if send_by_api else "false"
-            self.messages_total.add_metric([*labels, message_type, by_api], count)
+            sample("greenapi_outgoing_messages_total", [*labels, message_type, by_api], count)
         for status, count in sorted(tracker.status_reached.items()):
-            self.status_reached.add_metric([*labels, status], count)
-        self.forwarded_total.add_metric(labels, tracker.forwarded_total)
-        _add_histogram(self.delivery_lag, labels, tracker.delivery_lag)
-        _add_histogram(self.read_lag, labels, tracker.read_lag)
+            sample("greenapi_outgoing_status_reached_total", [*labels, status], count)
+        sample("greenapi_outgoing_forwarded_messages_total", labels, tracker.forwarded_total)
+        for outcome in OUTCOMES:
+            count = tracker.outcomes.get(outcome, 0)
+            sample("greenapi_outgoing_delivery_outcomes_total", [*labels, outcome], count)
+        self._histogram("greenapi_outgoing_delivery_lag_seconds", labels, tracker.delivery_lag)
+        self._histogram("greenapi_outgoing_read_lag_seconds", labels, tracker.read_lag)
 
         window = tracker.window
         if window is None:  # no successful poll yet: the window is not known
             return
         for (status, message_type), count in sorted(window.by_status_type.items()):
-            self.messages.add_metric([*labels, status, message_type], count)
-        self.send_by_api.add_metric(labels, window.send_by_api)
+            sample("greenapi_outgoing_window_messages", [*labels, status, message_type], count)
+        sample("greenapi_outgoing_window_send_by_api_messages", labels, window.send_by_api)
         if window.messages:
-            self.send_by_api_ratio.add_metric(labels, window.send_by_api / window.messages)
-        self.forwarded.add_metric(labels, window.forwarded)
-        self.undelivered.add_metric(labels, window.undelivered)
-        self.oldest_undelivered.add_metric(labels, window.oldest_undelivered_age)
+            ratio = window.send_by_api / window.messages
+            sample("greenapi_outgoing_window_send_by_api_ratio", labels, ratio)
+        sample("greenapi_outgoing_window_forwarded_messages", labels, window.forwarded)
+        sample("greenapi_outgoing_undelivered_messages", labels, window.undelivered)
+        if window.oldest_undelivered_timestamp is not None:
+            sample(
+                "greenapi_outgoing_oldest_undelivered_timestamp_seconds",
+                labels,
+                window.oldest_undelivered_timestamp,
+            )
         if window.last_message_timestamp is not None:
-            self.last_message.add_metric(labels, window.last_message_timestamp)
-        self.truncated.add_metric(labels, 1.0 if window.truncated else 0.0)
-        self.invalid.add_metric(labels, window.invalid)
+            sample(
+                "greenapi_outgoing_last_message_timestamp_seconds",
+                labels,
+                window.last_message_timestamp,
+            )
+        sample("greenapi_outgoing_window_truncated", labels, 1.0 if window.truncated else 0.0)
+        sample("greenapi_outgoing_invalid_messages", labels, window.invalid)
 
     def _add_incoming(self, instance: InstanceSnapshot, labels: list[str]) -> None:
         incoming = instance.incoming
+        sample = self._sample
         for message_type, count in sorted(incoming.messages_total.items()):
-            self.incoming_total.add_metric([*labels, message_type], count)
+            sample("greenapi_incoming_messages_total", [*labels, message_type], count)
         if incoming.window is not None:
             for message_type, count in sorted(incoming.window.items()):
-                self.incoming.add_metric([*labels, message_type], count)
+                sample("greenapi_incoming_window_messages", [*labels, message_type], count)
         if incoming.last_message_timestamp is not None:
-            self.incoming_last.add_metric(labels, incoming.last_message_timestamp)
-
-
-def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
-    buckets = [
-        (_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)
-    ]
-    buckets.append(("+Inf", histogram.count))
-    family.add_metric(labels, buckets, histogram.total)
+            sample(
+                "greenapi_incoming_last_message_timestamp_seconds",
+                labels,
+                incoming.last_message_timestamp,
+            )
 
 
 def _le(bound: float) -> str:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -24,6 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter.app import Exporter
 from exporter.collector import GreenApiCollector, ProbeCollector
 from exporter.config import ConfigError
+from exporter.exposition import finish, format_of, render
 from exporter.logs import Secrets
 from exporter.poller import InstanceSnapshot
 from exporter.web_config import WebConfig
@@ -169,16 +170,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(min(int(length), 1 << 20))
 
     def _metrics(self, _query: dict[str, list[str]]) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        if not content_type.startswith("text/plain"):
-            self._send(HTTPStatus.OK, encoder(self.server.registry), content_type)
-            return
-        # The text format, from cached per-instance fragments: fast with many instances.
+        # The format Prometheus's client library would pick for this Accept header; the body
+        # comes from the per-instance fragments cached after each poll, in either format.
+        _, content_type = choose_encoder(self.headers.get("Accept", ""))
+        fmt = format_of(content_type)
         snapshot = self.server.exporter.snapshot()
-        body = self.server.exporter.exposition.render(snapshot) + generate_latest(
-            self.server.runtime_registry
+        body = self.server.exporter.exposition.render(snapshot, fmt) + render(
+            self.server.runtime_registry.collect(), fmt
         )
-        self._send(HTTPStatus.OK, body, content_type)
+        self._send(HTTPStatus.OK, finish(body, fmt), content_type)
 
     def _probe(self, query: dict[str, list[str]]) -> None:
         targets = query.get("target", [])

@@ -165,8 +165,8 @@ def test_incoming_messages_are_counted_by_type_after_a_baseline(
     exporter.wait_ready()
     samples = exporter.scrape()
     # Already in the journal at start-up: shown in the window, not counted as new.
-    assert value(samples, "greenapi_incoming_messages", name="sim-1", message_type="textMessage") == 1
-    assert value(samples, "greenapi_incoming_messages", name="sim-1", message_type="imageMessage") == 1
+    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage") == 1
+    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage") == 1
     assert value(samples, "greenapi_incoming_messages_total", name="sim-1") is None
     assert value(samples, "greenapi_incoming_last_message_timestamp_seconds",
                  name="sim-1") == int(now - 300)  # fmt: skip
@@ -188,7 +188,7 @@ def test_incoming_messages_are_counted_by_type_after_a_baseline(
              if metric == "greenapi_incoming_messages_total"}  # fmt: skip
     assert total == {"textMessage": 1.0, "reactionMessage": 1.0}
     window = {dict(labels)["message_type"]: v for (metric, labels), v in samples.items()
-              if metric == "greenapi_incoming_messages"}  # fmt: skip
+              if metric == "greenapi_incoming_window_messages"}  # fmt: skip
     assert window == {"textMessage": 2.0, "imageMessage": 1.0, "reactionMessage": 1.0}
     assert value(samples, "greenapi_incoming_last_message_timestamp_seconds",
                  name="sim-1") == int(later)  # fmt: skip
@@ -204,10 +204,10 @@ def test_an_incoming_type_that_left_the_window_drops_to_zero(
     simulator.set_incoming("sim-1", [incoming("a", "TXT1", now - 30)])
     samples = wait_until(
         lambda: (s := exporter.scrape())
-        and value(s, "greenapi_incoming_messages", name="sim-1", message_type="textMessage")
+        and value(s, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage")
         and s
     )
-    assert value(samples, "greenapi_incoming_messages", name="sim-1", message_type="imageMessage") == 0
+    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage") == 0
 
 
 def test_generated_replies_of_the_simulator_are_counted(run_exporter: RunExporter) -> None:
@@ -216,7 +216,7 @@ def test_generated_replies_of_the_simulator_are_counted(run_exporter: RunExporte
     try:
         exporter = run_exporter(config_for(simulator, "sim-1", collect=["incoming"]))
         exporter.wait_ready()
-        wait_until(lambda: value(exporter.scrape(), "greenapi_incoming_messages",
+        wait_until(lambda: value(exporter.scrape(), "greenapi_incoming_window_messages",
                                  name="sim-1", message_type="textMessage"), timeout=30)  # fmt: skip
     finally:
         simulator.stop()

@@ -104,7 +104,7 @@ class TestScriptedScenario:
     def test_forwarded_messages_are_counted_once(self, scenario: Any) -> None:
         _, _, samples = scenario
         assert value(samples, "greenapi_outgoing_forwarded_messages_total", name="sim-1") == 1
-        assert value(samples, "greenapi_outgoing_forwarded_messages", name="sim-1") == 1
+        assert value(samples, "greenapi_outgoing_window_forwarded_messages", name="sim-1") == 1
 
     def test_delivery_and_read_lags_come_from_the_api_timestamps(self, scenario: Any) -> None:
         _, _, samples = scenario
@@ -120,7 +120,7 @@ class TestScriptedScenario:
 
     def test_a_message_id_repeated_in_two_chats_is_two_messages(self, scenario: Any) -> None:
         _, _, samples = scenario
-        window = "greenapi_outgoing_messages"
+        window = "greenapi_outgoing_window_messages"
         assert (
             value(samples, window, name="sim-1", status="delivered", message_type="textMessage")
             == 1
@@ -132,7 +132,7 @@ class TestScriptedScenario:
         assert (
             value(
                 samples,
-                "greenapi_outgoing_messages",
+                "greenapi_outgoing_window_messages",
                 name="sim-1",
                 status="read",
                 message_type="textMessage",
@@ -142,24 +142,26 @@ class TestScriptedScenario:
         assert (
             value(
                 samples,
-                "greenapi_outgoing_messages",
+                "greenapi_outgoing_window_messages",
                 name="sim-1",
                 status="sent",
                 message_type="textMessage",
             )
             == 1
         )
-        assert value(samples, "greenapi_outgoing_send_by_api_messages", name="sim-1") == 4
-        assert value(samples, "greenapi_outgoing_send_by_api_ratio", name="sim-1") == 0.8
+        assert value(samples, "greenapi_outgoing_window_send_by_api_messages", name="sim-1") == 4
+        assert value(samples, "greenapi_outgoing_window_send_by_api_ratio", name="sim-1") == 0.8
         assert value(samples, "greenapi_outgoing_window_truncated", name="sim-1") == 0
         assert value(samples, "greenapi_outgoing_window_seconds", name="sim-1") == 7200
         assert value(samples, "greenapi_outgoing_invalid_messages", name="sim-1") == 0
 
-    def test_a_message_stuck_in_sent_is_undelivered_with_its_age(self, scenario: Any) -> None:
+    def test_a_message_stuck_in_sent_is_undelivered_with_its_send_time(self, scenario: Any) -> None:
         _, _, samples = scenario
         assert value(samples, "greenapi_outgoing_undelivered_messages", name="sim-1") == 1
-        age = value(samples, "greenapi_outgoing_oldest_undelivered_age_seconds", name="sim-1")
-        assert age is not None and 1800 <= age < 1900
+        sent = value(
+            samples, "greenapi_outgoing_oldest_undelivered_timestamp_seconds", name="sim-1"
+        )
+        assert sent is not None and 1800 <= time.time() - sent < 1900
 
     def test_the_window_is_sent_as_minutes(self, scenario: Any) -> None:
         sim, _, _ = scenario
@@ -257,16 +259,6 @@ def test_unknown_paths_are_404_and_reload_needs_post(
     assert exporter.get("/-/reload").status_code == 405
 
 
-def test_metrics_negotiates_openmetrics(simulator: Simulator, run_exporter: RunExporter) -> None:
-    exporter = run_exporter(config_for(simulator))
-    exporter.wait_ready()
-    plain = exporter.get("/metrics")
-    assert plain.headers["Content-Type"].startswith("text/plain")
-    om = exporter.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
-    assert om.text.rstrip().endswith("# EOF")
-
-
 def test_reload_adds_an_instance_and_keeps_the_counters_of_unchanged_ones(
     simulator: Simulator, run_exporter: RunExporter
 ) -> None:
@@ -340,3 +332,26 @@ def test_reload_over_http_can_be_disabled(simulator: Simulator, run_exporter: Ru
     exporter = run_exporter(config_for(simulator), "--web.disable-reload")
     exporter.wait_healthy()
     assert requests.post(exporter.url + "/-/reload", timeout=5).status_code == 403
+
+
+def test_delivery_outcomes_are_judged_undelivered_after_the_send(
+    simulator: Simulator, run_exporter: RunExporter
+) -> None:
+    exporter = run_exporter(config_for(simulator, undelivered_after="4s"))
+    exporter.wait_ready()
+    outcomes = {o: value(exporter.scrape(), "greenapi_outgoing_delivery_outcomes_total",
+                         name="sim-1", outcome=o) for o in ("in_time", "late", "failed", "no_status")}  # fmt: skip
+    assert outcomes == {"in_time": 0, "late": 0, "failed": 0, "no_status": 0}  # from the start
+    t = time.time()
+    sent = [msg("A", t, "sent"), msg("B", t, "sent"), msg("C", t, "noAccount"), msg("D", t, "")]
+    simulator.set_messages("sim-1", sent)
+    wait_for_polls(exporter, "sim-1")
+    simulator.set_messages("sim-1", [msg("A", t + 1, "delivered"), *sent[1:]])
+
+    def judged() -> dict[str, float | None] | None:
+        samples = exporter.scrape()
+        found = {o: value(samples, "greenapi_outgoing_delivery_outcomes_total", name="sim-1",
+                          outcome=o) for o in ("in_time", "late", "failed", "no_status")}  # fmt: skip
+        return found if sum(v or 0 for v in found.values()) == 4 else None
+
+    assert wait_until(judged) == {"in_time": 1, "late": 1, "failed": 1, "no_status": 1}
