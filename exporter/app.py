@@ -8,6 +8,7 @@ adopts the new settings.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -17,8 +18,9 @@ from exporter import __version__
 from exporter.client import GreenApiClient
 from exporter.collector import ExporterSnapshot
 from exporter.config import Config, ConfigError
-from exporter.exposition import TextExposition
+from exporter.exposition import Exposition
 from exporter.logs import Secrets
+from exporter.memory import Allocator
 from exporter.poller import InstancePoller
 from exporter.scheduler import Scheduler
 from exporter.state import StateError, load_state, save_state
@@ -30,22 +32,34 @@ ConfigLoader = Callable[[], Config]
 
 
 class Exporter:
+    """The pollers of the current configuration, their schedule, and reload.
+
+    The scheduler knows each poller by a key of its own (see :meth:`_key`), never by the
+    instance name alone: a name that a reload points at another ``id_instance`` gets a new
+    poller that runs at once, while a poll of the old one may still be in flight.
+    """
+
     def __init__(
         self,
         load: ConfigLoader,
         secrets: Secrets | None = None,
         clock: Callable[[], float] = time.time,
+        client: GreenApiClient | None = None,
+        allocator: Allocator | None = None,
     ) -> None:
         self._load = load
         self._secrets = secrets or Secrets()
         self._clock = clock
         self._reload_lock = threading.Lock()
+        self._allocator = allocator or Allocator()
         config = load()  # raises ConfigError: the caller reports it and exits 1
         self._secrets.add(config.secrets())
         self._start_time = clock()
-        self._client = GreenApiClient(pool_size=config.concurrency)
+        self._client = client or GreenApiClient(pool_size=config.concurrency)
         self._scheduler = Scheduler(config.concurrency, self._poll)
-        self.exposition = TextExposition()
+        self._keys: dict[int, str] = {}  # id(poller) → scheduler key, for live pollers
+        self._serials = itertools.count()
+        self.exposition = Exposition()
         self._reload_successful = True
         self._reload_success_timestamp = self._start_time
         pollers = {
@@ -88,9 +102,16 @@ class Exporter:
     def _pollers(self) -> dict[str, InstancePoller]:
         return self._current[1]
 
+    def _key(self, poller: InstancePoller) -> str:
+        key = self._keys.get(id(poller))
+        if key is None:
+            key = f"{poller.config.name}#{next(self._serials)}"
+            self._keys[id(poller)] = key
+        return key
+
     def start(self) -> None:
-        for name, poller in self._pollers.items():
-            self._scheduler.schedule(name, poller.first_delay())
+        for poller in self._pollers.values():
+            self._scheduler.schedule(self._key(poller), poller.first_delay())
         self._scheduler.start()
         self._saver = threading.Thread(target=self._save_loop, name="state-saver", daemon=True)
         self._saver.start()
@@ -103,15 +124,19 @@ class Exporter:
             self._saver.join(5.0)
         self._client.close()
 
-    def _poll(self, name: str) -> float:
+    def _poll(self, key: str) -> float:
+        name = key.rpartition("#")[0]
         poller = self._pollers.get(name)
-        if poller is None:  # removed by a reload while queued
+        if poller is None or self._keys.get(id(poller)) != key:  # removed or replaced
             return 60.0
         try:
             return poller.poll(self._client)
         finally:
+            self._allocator.received(poller.last_answer_bytes)
             self._state_dirty.set()
-            self.exposition.refresh(poller.snapshot, self.config.label_names)
+            config, pollers = self._current
+            if pollers.get(name) is poller:  # not replaced by a reload while it polled
+                self.exposition.refresh(poller.snapshot, config.label_names)
 
     def _save_loop(self) -> None:
         """Write the state file after polls finish, at most once a second."""
@@ -153,10 +178,12 @@ class Exporter:
         old = self._pollers
         new: dict[str, InstancePoller] = {}
         added = kept = 0
+        now_due: list[InstancePoller] = []
         for instance in config.instances:
             poller = old.get(instance.name)
             if poller is not None and poller.config.id_instance == instance.id_instance:
-                poller.configure(instance)
+                if poller.configure(instance):
+                    now_due.append(poller)
                 kept += 1
             else:
                 # A new instance (or a name now pointing at another id) starts from a
@@ -164,13 +191,19 @@ class Exporter:
                 poller = InstancePoller(instance, baseline_before=self._clock())
                 added += 1
             new[instance.name] = poller
-        removed = [name for name in old if name not in new or new[name] is not old[name]]
+        replaced = [p for name, p in old.items() if new.get(name) is not p]
         self._current = (config, new)
-        for name in removed:
-            self._scheduler.remove(name)
+        for poller in replaced:
+            self._scheduler.remove(self._keys.pop(id(poller)))
         for name, poller in new.items():
-            if name in removed or name not in old:
-                self._scheduler.schedule(name, poller.first_delay())
+            if name not in old:
+                # A new name: spread like at start-up, so a reload adding many does not
+                # fire them together.
+                self._scheduler.schedule(self._key(poller), poller.first_delay())
+            elif old[name] is not poller:
+                self._scheduler.schedule(self._key(poller), 0.0)  # repointed: poll it now
+        for poller in now_due:
+            self._scheduler.schedule(self._key(poller), poller.next_delay())
         self._scheduler.set_concurrency(config.concurrency)
         return f"{kept} kept, {added} added, {len(old) - kept} removed or replaced"
 

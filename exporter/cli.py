@@ -23,6 +23,7 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import COLLECTORS, Config, ConfigError, load_config, parse_config
 from exporter.logs import FORMATS, LEVELS, Secrets, setup_logging
+from exporter.memory import Allocator
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("exporter.cli")
@@ -169,6 +170,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     secrets = Secrets()
     setup_logging(args.log_level, args.log_format, secrets)
+    allocator = Allocator(environ)
+    allocator.configure()  # before any thread starts: arenas are made per thread
 
     stop_simulator: Callable[[], None] = lambda: None  # noqa: E731
     if args.demo:
@@ -186,7 +189,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.check_config:
             return _check_config(load)
         try:
-            exporter = Exporter(load, secrets)
+            exporter = Exporter(load, secrets, allocator=allocator)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 1

@@ -8,6 +8,7 @@ consistent picture without taking a lock.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -97,9 +98,11 @@ class InstancePoller:
         baseline_before: float | None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self._clock = clock
+        self._clock = clock  # UNIX time, for timestamps and the journal's clock
+        self._monotonic = monotonic  # for due times, spacing and durations
         self._rng = rng or random.Random()
         self._baseline_before = baseline_before
         self._tracker = MessageTracker(config.window, config.undelivered_after, baseline_before)
@@ -107,8 +110,12 @@ class InstancePoller:
         self._polls_total = {name: dict.fromkeys(RESULTS, 0) for name in COLLECTORS}
         self._rate_limited_in_a_row = dict.fromkeys(COLLECTORS, 0)
         # Monotonic due time of each configured collector: all due at the first poll.
-        self._due = dict.fromkeys(config.collect, 0.0)
+        self._due = dict.fromkeys(config.collect, -math.inf)
         self._last_request: float | None = None
+        # Bumped by a reload that changes what a request looks like: a poll that was in
+        # flight then must not push the next request away with the old settings' delay.
+        self._generation = 0
+        self.last_answer_bytes = 0  # body size of the latest request, for the allocator
         # Guards the trackers and poll counters against export() from the state saver. Held
         # for computation only, never across the HTTP request.
         self._lock = threading.Lock()
@@ -125,17 +132,31 @@ class InstancePoller:
             polls_total=_zero_polls(config.collect),
         )
 
-    def configure(self, config: InstanceConfig) -> None:
-        """Adopt a reloaded configuration of the same instance; counters are kept. A
-        collector added by the reload is due at once; a removed one stops."""
+    def configure(self, config: InstanceConfig) -> bool:
+        """Adopt a reloaded configuration of the same instance; counters are kept.
+
+        A collector added by the reload is due at once; a removed one stops. A changed
+        token, ``api_url`` or ``poll_interval`` makes every collector due at once, whatever
+        its back-off: the user just fixed what the old requests got wrong (a token after
+        401s, an interval after 466s). Returns True when something became due, so that the
+        caller can move this poller's next run to now (spacing still applies).
+        """
         with self._lock:
+            previous = self.config
             self.config = config
             self._tracker.configure(config.window, config.undelivered_after)
             self._incoming.configure(config.window)
-            self._due = {name: self._due.get(name, 0.0) for name in config.collect}
-            previous = self.snapshot
+            retarget = (config.api_token, config.api_url, config.poll_interval) != (
+                previous.api_token, previous.api_url, previous.poll_interval
+            )  # fmt: skip
+            if retarget:
+                self._generation += 1
+                self._due = dict.fromkeys(config.collect, -math.inf)
+            else:
+                self._due = {name: self._due.get(name, -math.inf) for name in config.collect}
+            added = any(name not in previous.collect for name in config.collect)
             self.snapshot = replace(
-                previous,
+                self.snapshot,
                 name=config.name,
                 id_instance=config.id_instance,
                 labels=config.labels,
@@ -143,22 +164,25 @@ class InstancePoller:
                 collect=config.collect,
                 polls_total=self._frozen_polls(config.collect),
                 collectors=MappingProxyType(
-                    {k: v for k, v in previous.collectors.items() if k in config.collect}
+                    {k: v for k, v in self.snapshot.collectors.items() if k in config.collect}
                 ),
             )
+            return retarget or added
 
     def poll(self, client: GreenApiClient) -> float:
         """Make the request that is due (if any), publish, return the seconds until the next."""
-        config = self.config
-        now = time.monotonic()
-        name = self._due_collector(now)
-        if name is None:
-            return self._delay_from(now)
-        self._last_request = now
+        with self._lock:
+            config, generation = self.config, self._generation
+            now = self._monotonic()
+            name = self._due_collector(now)
+            if name is None:
+                return self._delay_from(now)
+            self._last_request = now
         fetch = client.get(
             config.method_url(name), config.method_params(name), config.timeout, config.api_token
         )
-        duration = time.monotonic() - now
+        duration = self._monotonic() - now
+        self.last_answer_bytes = len(fetch.body) if fetch.body is not None else 0
         result, error = fetch.result, fetch.error
         outcome: object = None
         if result == "success":
@@ -172,9 +196,10 @@ class InstancePoller:
                 self._publish_outgoing(result, error, duration, outcome)
             else:
                 self._publish_other(name, result, error, outcome)
-        if name in self._due:  # unless a reload removed it meanwhile
-            self._due[name] = now + self._next_delay(name, fetch, result)
-        return self._delay_from(now)
+            # Unless a reload removed the collector or made it due again meanwhile.
+            if name in self._due and generation == self._generation:
+                self._due[name] = now + self._next_delay(name, fetch, result)
+            return self._delay_from(self._monotonic())
 
     def _read(self, name: str, body: bytes) -> object:
         """Parse a successful answer and fold it into the trackers (outgoing, incoming)."""
@@ -362,6 +387,11 @@ class InstancePoller:
                 # A little jitter so that instances configured alike drift apart.
                 delay = interval * self._rng.uniform(0.97, 1.03)
         return max(delay, MIN_SPACING)
+
+    def next_delay(self) -> float:
+        """Seconds until the next request may and should start, as of now."""
+        with self._lock:
+            return self._delay_from(self._monotonic())
 
     def first_delay(self) -> float:
         """Spread the first polls over a few seconds rather than fire them together."""

@@ -21,8 +21,13 @@ PollFunction = Callable[[str], float]
 
 
 class Scheduler:
-    def __init__(self, concurrency: int, poll: PollFunction) -> None:
+    """Due times come from ``clock`` (monotonic seconds): tests inject their own."""
+
+    def __init__(
+        self, concurrency: int, poll: PollFunction, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._poll = poll
+        self._clock = clock
         self._concurrency = concurrency
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, str]] = []
@@ -57,7 +62,7 @@ class Scheduler:
     def schedule(self, key: str, delay: float) -> None:
         """Poll ``key`` after ``delay`` seconds (add it, or move its next poll)."""
         with self._cond:
-            self._push_locked(key, time.monotonic() + delay)
+            self._push_locked(key, self._clock() + delay)
             self._cond.notify()
 
     def remove(self, key: str) -> None:
@@ -83,7 +88,7 @@ class Scheduler:
             key = self._next_key(index)
             if key is None:
                 return
-            started = time.monotonic()
+            started = self._clock()
             try:
                 delay = self._poll(key)
             except Exception:  # a bug in one poll must not stop every instance's polling
@@ -103,7 +108,7 @@ class Scheduler:
                         current = threading.current_thread()
                         self._workers = [w for w in self._workers if w is not current]
                     return None
-                now = time.monotonic()
+                now = self._clock()
                 wait: float | None = None
                 while self._heap:
                     due, _, key = self._heap[0]
