@@ -4,20 +4,25 @@ It serves ``/waInstance{id}/{method}/{token}`` (and the same under ``/v3``) like
 API: ``minutes`` and the depth cap are honoured, a wrong token gets 401, an unknown id 403,
 and more than one request a second per instance and method gets 429. Traffic is generated
 from a seed, so the same seed and clock give the same journal: messages of mixed types
-move ``sent`` → ``delivered`` → ``read`` with timestamps that move forward, and some stay
-stuck in ``sent``. Generated messages pass through a send queue (``getMessagesCount``): they
-leave a moment after being queued, and not at all while the instance is not authorized
-(``getStateInstance``), then one a second once it is again. Customers answer some read
-messages (``lastIncomingMessages``).
+move ``sent`` → ``delivered`` → ``read`` with timestamps that move forward. Most recipients
+get a message within seconds; a few per cent have their phone off and get it minutes to
+hours later, and a few never do. Generated messages pass through a send queue
+(``getMessagesCount``): they leave a moment after being queued, and not at all while the
+instance is not authorized (``getStateInstance``), then one a second once it is again.
+Deliveries can stall on a schedule: nothing is delivered or read meanwhile, and what was
+held is delivered within a minute of the stall's end. Customers answer some read messages
+(``lastIncomingMessages``).
 
 Tests drive it in-process (:meth:`Simulator.set_fault`, :meth:`Simulator.set_messages`,
 :meth:`Simulator.set_incoming`, :meth:`Simulator.set_state`, :meth:`Simulator.set_outages`,
-:meth:`Simulator.set_queue`) or, for a simulator in another process, through the control API
-under ``/_sim/``: ``PUT /_sim/instances/{name or id}/`` ``messages`` or ``incoming`` (a JSON
-array), ``fault`` (``{"mode": ..., "method": ..., params}``; ``DELETE`` clears it), ``state``
-(``{"state": ...}``), ``queue`` (``{"count": N, "cyrillic": bool}``), ``outages``
-(``{"start_in": s, "duration": s, "period": s}``); ``GET /_sim/instances`` and
-``GET /_sim/instances/{x}/requests``.
+:meth:`Simulator.set_stalls`, :meth:`Simulator.set_statuses`, :meth:`Simulator.set_queue`)
+or, for a simulator in another process, through the control API under ``/_sim/``:
+``PUT /_sim/instances/{name or id}/`` ``messages`` or ``incoming`` (a JSON array),
+``fault`` (``{"mode": ..., "method": ..., params}``; ``DELETE`` clears it), ``state``
+(``{"state": ...}``), ``queue`` (``{"count": N, "cyrillic": bool}``), ``outages`` and
+``stalls`` (``{"start_in": s, "duration": s, "period": s}``), ``statuses``
+(``{"enabled": bool}``; false: ``statusMessage`` is ``""`` on every message);
+``GET /_sim/instances`` and ``GET /_sim/instances/{x}/requests``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -34,6 +40,7 @@ import signal
 import socket
 import struct
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,6 +91,8 @@ _TYPES = (
     ("pollMessage", 2),
     ("stickerMessage", 2),
 )
+_TYPE_NAMES = tuple(name for name, _ in _TYPES)
+_TYPE_CUMULATIVE_WEIGHTS = tuple(itertools.accumulate(weight for _, weight in _TYPES))
 _MEDIA = {"imageMessage": "image/jpeg", "documentMessage": "application/pdf",
           "videoMessage": "video/mp4", "audioMessage": "audio/ogg"}  # fmt: skip
 _REPLIES = (
@@ -95,9 +104,13 @@ _REPLIES = (
     "I did not get the code",
 )
 _SENDER_NAMES = ("Anna", "Ivan Petrov", "Maria", "Alex", "Olga S.", "Dmitry", "Elena", "Sam")
-# The longest a reply comes after its message was sent: delivered (600 s), read (3605 s
-# later at most), answered (265 s later at most).
-_REPLY_LAG = 600 + 3605 + 265
+_REPLY_DELAY = (10, 10 + 255)  # a customer answers 10 to 265 s after reading
+# Statuses that never change, with their share of the generated messages: rare, as on a
+# healthy number (failed sends are not written to the journal at all).
+_FIXED_STATUSES = (("pending", 0.001), ("noAccount", 0.0015), ("yellowCard", 0.0005), ("", 0.001))
+# The configuration that makes the demo's story show within minutes (the exporter's default,
+# 5m, would delay every late verdict by three more minutes).
+DEMO_UNDELIVERED_AFTER = "2m"
 _TEXTS = (
     "Your order #{n} has been shipped",
     "Thank you for contacting us! An operator will answer shortly.",
@@ -109,11 +122,19 @@ _TEXTS = (
 
 @dataclass
 class _Message:
+    """One generated message: its own delays, and when the stall schedule lets them happen.
+
+    ``delivery_delay`` (after sending) and ``read_delay`` (after delivery) are what the
+    recipient would do undisturbed (None: never). ``delivered_at`` and ``read_at`` are the
+    planned moments (:meth:`SimulatedInstance.plan`): later than that when a stall holds
+    them, infinite while stalls never end.
+    """
+
     chat_id: str
     id_message: str
     sent_at: float
-    delivered_at: float | None
-    read_at: float | None
+    delivery_delay: float | None
+    read_delay: float | None
     fixed_status: str | None  # pending / noAccount / yellowCard / "" stay as they are
     type_message: str
     send_by_api: bool
@@ -121,15 +142,8 @@ class _Message:
     text: str
     queued_at: float = 0.0  # when the bot asked to send it
     ready_at: float = 0.0  # the earliest it can go out (queued_at plus a little latency)
-
-    def shift_to(self, sent_at: float) -> None:
-        """Send at ``sent_at`` instead: delivery and reading move along with it."""
-        delta = sent_at - self.sent_at
-        self.sent_at = sent_at
-        if self.delivered_at is not None:
-            self.delivered_at += delta
-        if self.read_at is not None:
-            self.read_at += delta
+    delivered_at: float | None = None
+    read_at: float | None = None
 
     def state(self, now: float) -> tuple[str, float]:
         if self.fixed_status is not None:
@@ -140,13 +154,14 @@ class _Message:
             return "delivered", self.delivered_at
         return "sent", self.sent_at
 
-    def element(self, now: float, thumbnail: str) -> dict[str, Any]:
+    def element(self, now: float, thumbnail: str, statuses: bool = True) -> dict[str, Any]:
+        """The journal's element at ``now``; without ``statuses``, ``statusMessage`` is ""."""
         status, timestamp = self.state(now)
         element: dict[str, Any] = {
             "type": "outgoing",
             "idMessage": self.id_message,
-            "timestamp": int(timestamp),
-            "statusMessage": status,
+            "timestamp": int(timestamp),  # the last action happened, even when not told
+            "statusMessage": status if statuses else "",
             "sendByApi": self.send_by_api,
             "typeMessage": self.type_message,
             "chatId": self.chat_id,
@@ -195,6 +210,13 @@ class SimulatedInstance:
     explicit state is ``authorized`` ``notAuthorized`` for a while, repeatedly when
     ``outage_period`` is set. Messages queued meanwhile go out one a second from the
     moment it is authorized again.
+
+    Recipients: most get a message within seconds; ``offline_ratio`` of them have their
+    phone off and get it minutes to hours later (a day at most); ``stuck_ratio`` never get
+    it. The stall schedule (``stall_start``, ``stall_duration``, ``stall_period``, in clock
+    seconds, like the outages) stops every delivery and read for a while: what falls into a
+    stall happens a few seconds to a minute after its end. ``statuses`` False makes the
+    journal say ``statusMessage: ""`` on every message, as some journals do.
     """
 
     name: str
@@ -202,7 +224,8 @@ class SimulatedInstance:
     token: str
     v3: bool = False
     rate: float = 1 / 60  # messages per second
-    stuck_ratio: float = 0.03
+    stuck_ratio: float = 0.005  # never delivered
+    offline_ratio: float = 0.025  # delivered minutes to hours later
     rng: random.Random = field(default_factory=random.Random, repr=False)
     messages: list[_Message] = field(default_factory=list, repr=False)
     next_send: float = 0.0
@@ -213,6 +236,11 @@ class SimulatedInstance:
     outage_start: float | None = None
     outage_duration: float = 0.0
     outage_period: float | None = None
+    stall_start: float | None = None
+    stall_duration: float = 0.0
+    stall_period: float | None = None
+    statuses: bool = True
+    longest_read_lag: float = 0.0  # send to read, the longest yet: how far back replies go
     waiting: list[_Message] = field(default_factory=list, repr=False)  # held, no send time yet
     send_free_at: float = -math.inf  # the queue sends one message a second at most
     queue_count: int = 0
@@ -228,16 +256,7 @@ class SimulatedInstance:
 
     def _outage_end(self, at: float) -> float | None:
         """The end of the scheduled outage under way at ``at``; None outside outages."""
-        start, duration, period = self.outage_start, self.outage_duration, self.outage_period
-        if start is None or duration <= 0 or at < start:
-            return None
-        begin = start
-        if period:
-            if duration >= period:
-                return math.inf  # outages back to back: never authorized again
-            begin = start + math.floor((at - start) / period) * period
-        end = begin + duration
-        return end if at < end else None
+        return _scheduled_end(at, self.outage_start, self.outage_duration, self.outage_period)
 
     def effective_state(self, now: float) -> str | None:
         """What getStateInstance answers at ``now`` (None: a ``null`` body)."""
@@ -258,7 +277,8 @@ class SimulatedInstance:
         if self.waiting or math.isinf(at):
             self.waiting.append(message)
             return
-        message.shift_to(at)
+        message.sent_at = at
+        self.plan(message)
         self.messages.append(message)
         self.send_free_at = at + self._spacing()
 
@@ -278,6 +298,56 @@ class SimulatedInstance:
         self.send_free_at = max(last, now)
         for message in pending:
             self._schedule(message)
+
+    # --- deliveries and the stall schedule ------------------------------------------------
+
+    def _stall_end(self, at: float) -> float | None:
+        """The end of the scheduled stall under way at ``at``; None outside stalls."""
+        return _scheduled_end(at, self.stall_start, self.stall_duration, self.stall_period)
+
+    def _clear_of_stalls(self, at: float, key: str) -> float:
+        """``at``, or a few seconds to a minute after the end of a stall under way then."""
+        if self.stall_start is None:  # the common case, kept cheap
+            return at
+        end = None if math.isinf(at) else self._stall_end(at)
+        if end is None or math.isinf(end):
+            return at if end is None else end
+        delay = _release_delay(f"{key}:{end}")
+        if self.stall_period:  # never as late as the next stall
+            delay = min(delay, (self.stall_period - self.stall_duration) / 2)
+        return end + delay
+
+    def _event_at(self, natural: float, now: float, key: str) -> float:
+        """When an event due at ``natural`` happens, planned at ``now``."""
+        if natural <= now:  # held past its time by a stall that has been changed since
+            natural = now + _release_delay(f"{key}:{now}")
+        return self._clear_of_stalls(natural, key)
+
+    def plan(self, message: _Message, now: float = -math.inf) -> None:
+        """Set when ``message`` is delivered and read under the stall schedule.
+
+        What had happened by ``now`` stays as it was: planning again after the schedule
+        changed never takes a status back.
+        """
+        if message.delivery_delay is None:
+            message.delivered_at = message.read_at = None
+            return
+        if message.delivered_at is None or message.delivered_at > now:
+            natural = message.sent_at + message.delivery_delay
+            message.delivered_at = self._event_at(natural, now, f"delivered:{message.id_message}")
+        if message.read_delay is None:
+            message.read_at = None
+            return
+        if message.read_at is None or message.read_at > now:
+            natural = message.delivered_at + message.read_delay
+            message.read_at = self._event_at(natural, now, f"read:{message.id_message}")
+        if math.isfinite(message.read_at):
+            self.longest_read_lag = max(self.longest_read_lag, message.read_at - message.sent_at)
+
+    def replan_deliveries(self, now: float) -> None:
+        """Plan every sent message again, after the stall schedule changed at ``now``."""
+        for message in self.messages:
+            self.plan(message, now)
 
     def queued(self, now: float) -> int:
         """Generated messages that have not been sent by ``now``."""
@@ -303,26 +373,19 @@ class SimulatedInstance:
             self.messages.pop(0)
 
     def _new_message(self, queued_at: float) -> _Message:
-        sent_at = queued_at  # until scheduled
         rng = self.rng
         self.counter += 1
-        kinds, weights = zip(*_TYPES, strict=True)
-        type_message = rng.choices(kinds, weights)[0]
-        roll = rng.random()
-        fixed: str | None = None
-        delivered = read = None
-        if roll < 0.01:
-            fixed = "pending"
-        elif roll < 0.02:
-            fixed = "noAccount"
-        elif roll < 0.025:
-            fixed = "yellowCard"
-        elif roll < 0.03:
-            fixed = ""
-        elif rng.random() >= self.stuck_ratio:
-            delivered = sent_at + min(600.0, rng.lognormvariate(1.3, 0.9))
-            if rng.random() < 0.6:
-                read = delivered + min(3600.0, 5 + rng.lognormvariate(3.0, 1.2))
+        type_message = rng.choices(_TYPE_NAMES, cum_weights=_TYPE_CUMULATIVE_WEIGHTS)[0]
+        fixed = _fixed_status(rng.random())
+        delivery = read = None
+        if fixed is None:
+            recipient = rng.random()
+            if recipient >= self.stuck_ratio + self.offline_ratio:  # online: seconds
+                delivery = min(600.0, rng.lognormvariate(1.3, 0.9))
+            elif recipient >= self.stuck_ratio:  # phone off: half in 17 min, 1 in 10 after 1.5 h
+                delivery = min(86400.0, 120 + rng.lognormvariate(6.8, 1.4))
+            if delivery is not None and rng.random() < 0.6:
+                read = min(3600.0, 5 + rng.lognormvariate(3.0, 1.2))
         text = rng.choice(_TEXTS).format(n=rng.randint(1000, 99999), h=rng.randint(9, 18))
         chat_id = rng.choice(self.chats)
         id_message = f"BAE5{rng.getrandbits(48):012X}"
@@ -331,9 +394,9 @@ class SimulatedInstance:
         return _Message(
             chat_id=chat_id,
             id_message=id_message,
-            sent_at=sent_at,
-            delivered_at=delivered,
-            read_at=read,
+            sent_at=queued_at,  # until scheduled
+            delivery_delay=delivery,
+            read_delay=read,
             fixed_status=fixed,
             type_message=type_message,
             send_by_api=rng.random() < 0.9,
@@ -354,7 +417,7 @@ class SimulatedInstance:
                 continue
             if message.sent_at < cutoff or len(elements) >= depth:
                 break
-            elements.append(message.element(now, self.thumbnail))
+            elements.append(message.element(now, self.thumbnail, self.statuses))
         return elements
 
     def incoming(self, now: float, minutes: int, depth: int) -> list[Any]:
@@ -368,13 +431,17 @@ class SimulatedInstance:
             return [e for e in self.scripted_incoming if _scripted_in_window(e, cutoff)]
         self.advance(now, depth)
         replies: list[dict[str, Any]] = []
+        earliest, latest = _REPLY_DELAY
         for message in reversed(self.messages):
-            if message.sent_at < cutoff - _REPLY_LAG:
+            if message.sent_at < cutoff - self.longest_read_lag - latest:
                 break
+            read_at = message.read_at
+            if read_at is None or read_at + earliest > now or read_at + latest < cutoff:
+                continue  # cheap checks first: this loop may see the whole journal
             digest = hashlib.sha256(message.id_message.encode()).digest()
-            if message.read_at is None or digest[0] >= 100:  # ~40 % of read messages
+            if digest[0] >= 100:  # ~40 % of read messages
                 continue
-            at = message.read_at + 10 + digest[1]
+            at = read_at + earliest + digest[1]
             if cutoff <= at <= now:
                 replies.append(self._reply(message, digest, int(at)))
         replies.sort(key=lambda e: e["timestamp"], reverse=True)  # newest first
@@ -422,6 +489,35 @@ class SimulatedInstance:
         return reply
 
 
+def _scheduled_end(
+    at: float, start: float | None, duration: float, period: float | None
+) -> float | None:
+    """The end of the scheduled spell (an outage, a stall) under way at ``at``, or None."""
+    if start is None or duration <= 0 or at < start:
+        return None
+    begin = start
+    if period:
+        if duration >= period:
+            return math.inf  # back to back: it never ends
+        begin = start + math.floor((at - start) / period) * period
+    end = begin + duration
+    return end if at < end else None
+
+
+def _release_delay(key: str) -> float:
+    """3 to 60 s, mostly short: how long after a stall something it held happens."""
+    share = hashlib.sha256(key.encode()).digest()[0] / 255
+    return 3 + 57 * share * share
+
+
+def _fixed_status(roll: float) -> str | None:
+    for status, share in _FIXED_STATUSES:
+        if roll < share:
+            return status
+        roll -= share
+    return None
+
+
 def _scripted_in_window(element: Any, cutoff: float) -> bool:
     if not isinstance(element, dict):
         return True
@@ -432,7 +528,12 @@ def _scripted_in_window(element: Any, cutoff: float) -> bool:
 
 
 class Simulator:
-    """A fake GREEN-API. ``start()`` serves it on ``url``; ``stop()`` ends it."""
+    """A fake GREEN-API. ``start()`` serves it on ``url``; ``stop()`` ends it.
+
+    Every instance it makes sends ``rate`` messages a second; ``offline_ratio`` of their
+    recipients get them minutes to hours late, ``stuck_ratio`` never. ``history`` seconds of
+    traffic exist before the clock's present.
+    """
 
     def __init__(
         self,
@@ -444,9 +545,10 @@ class Simulator:
         rate_limit: bool = True,
         rate: float = 1 / 60,
         history: float = 86400,
-        stuck_ratio: float = 0.03,
+        stuck_ratio: float = 0.005,
         clock: Callable[[], float] = time.time,
         first_index: int = 1,
+        offline_ratio: float = 0.025,
     ) -> None:
         self.seed = seed
         self.host = host
@@ -458,15 +560,16 @@ class Simulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         now = clock()
-        self.instances: list[SimulatedInstance] = [
-            self._make_instance(index, f"sim-{index}", rate, stuck_ratio, now - history)
-            for index in range(first_index, first_index + instances)
-        ]
-        for instance in self.instances:
+        self.instances: list[SimulatedInstance] = []
+        for index in range(first_index, first_index + instances):
+            instance = self._make_instance(index, f"sim-{index}", now - history, rate=rate,
+                                           stuck_ratio=stuck_ratio, offline_ratio=offline_ratio)  # fmt: skip
             instance.advance(now, depth)
+            self.instances.append(instance)
 
-    def _make_instance(self, index: int, name: str, rate: float, stuck_ratio: float, since: float,
-                       v3: bool = False, id_prefix: str = "1101") -> SimulatedInstance:  # fmt: skip
+    def _make_instance(self, index: int, name: str, since: float, *, rate: float,
+                       stuck_ratio: float, offline_ratio: float, v3: bool = False,
+                       id_prefix: str = "1101") -> SimulatedInstance:  # fmt: skip
         rng = random.Random(f"greenapi-simulator:{self.seed}:{index}")
         token = hashlib.sha256(f"token:{self.seed}:{index}".encode()).hexdigest()[:50]
         chats = [f"7900{rng.randint(1000000, 9999999)}@c.us" for _ in range(27)]
@@ -479,6 +582,7 @@ class Simulator:
             v3=v3,
             rate=rate,
             stuck_ratio=stuck_ratio,
+            offline_ratio=offline_ratio,
             rng=rng,
             chats=chats,
             thumbnail=thumbnail,
@@ -496,31 +600,55 @@ class Simulator:
         outage_start_in: float = 30.0,
         outage_duration: float = 600.0,
         outage_period: float = 1800.0,
+        stall_start_in: float = 60.0,
+        stall_duration: float = 1800.0,
+        stall_period: float = 7200.0,
         clock: Callable[[], float] = time.time,
     ) -> Simulator:
-        """Four lively instances with an hour of history.
+        """The four instances of the demo, each with an hour of healthy history.
 
-        stuck-bot leaves many messages undelivered; max-channel is a MAX instance (``/v3``).
-        support-bot loses its authorization ``outage_start_in`` seconds after the simulator
-        is made (default 30), stays ``notAuthorized`` for ``outage_duration`` seconds
-        (default 600, ten minutes) and again every ``outage_period`` seconds (default 1800,
-        half an hour; 0 for once only): its send queue grows meanwhile and drains, one
-        message a second, once it is authorized again. The others stay authorized.
+        - shop-bot: a healthy bulk sender (0.3 messages a second); 2.2 % of its recipients
+          are offline and get their message minutes to hours later, 0.5 % never: about
+          97 % are delivered within two minutes.
+        - support-bot: loses its authorization ``outage_start_in`` seconds after the
+          simulator is made (default 30), stays ``notAuthorized`` for ``outage_duration``
+          seconds (default 600) and again every ``outage_period`` seconds (default 1800;
+          0 for once only): its send queue grows meanwhile and drains, one message a
+          second, once it is authorized again.
+        - stuck-bot: healthy traffic (0.2 a second) whose deliveries stall
+          ``stall_start_in`` seconds after the simulator is made (default 60), for
+          ``stall_duration`` seconds (default 1800) and again every ``stall_period`` seconds
+          (default 7200; 0 for once only): what it sends meanwhile stays ``sent``, and is
+          delivered within a minute of the stall's end.
+        - max-channel: a MAX instance (``/v3``) whose journal says ``statusMessage: ""`` on
+          every message, as GREEN-API's own MAX example does.
+
+        Judge deliveries with ``undelivered_after`` :data:`DEMO_UNDELIVERED_AFTER` for the
+        story to show within minutes (:meth:`exporter_config` takes it).
         """
         simulator = cls(instances=0, seed=seed, host=host, port=port, clock=clock)
         now = simulator.clock()
         profiles = [
-            ("shop-bot", 0.3, 0.03, False, "1101"),
-            ("support-bot", 0.25, 0.02, False, "1101"),
-            ("stuck-bot", 0.2, 0.35, False, "1101"),
-            ("max-channel", 0.2, 0.05, True, "3100"),
+            # name, messages a second, offline recipients, never delivered, MAX, id prefix
+            ("shop-bot", 0.3, 0.022, 0.005, False, "1101"),
+            ("support-bot", 0.25, 0.02, 0.005, False, "1101"),
+            ("stuck-bot", 0.2, 0.02, 0.005, False, "1101"),
+            ("max-channel", 0.2, 0.02, 0.005, True, "3100"),
         ]
-        for index, (name, rate, stuck, v3, prefix) in enumerate(profiles, start=1):
-            instance = simulator._make_instance(index, name, rate, stuck, now - 3600, v3, prefix)
+        for index, (name, rate, offline, stuck, v3, prefix) in enumerate(profiles, start=1):
+            instance = simulator._make_instance(index, name, now - 3600, rate=rate,
+                                                stuck_ratio=stuck, offline_ratio=offline,
+                                                v3=v3, id_prefix=prefix)  # fmt: skip
             if name == "support-bot":
                 instance.outage_start = now + outage_start_in
                 instance.outage_duration = outage_duration
                 instance.outage_period = outage_period
+            if name == "stuck-bot":
+                instance.stall_start = now + stall_start_in
+                instance.stall_duration = stall_duration
+                instance.stall_period = stall_period
+            if name == "max-channel":  # like the MAX journal in GREEN-API's documentation
+                instance.statuses = False
             instance.advance(now, simulator.depth)
             simulator.instances.append(instance)
         return simulator
@@ -553,7 +681,16 @@ class Simulator:
                 return instance
         raise KeyError(f"no simulated instance {id_or_name!r}")
 
-    def exporter_config(self, **defaults: object) -> dict[str, Any]:
+    def exporter_config(
+        self, *, undelivered_after: str | float | None = None, **defaults: object
+    ) -> dict[str, Any]:
+        """An exporter configuration for these instances, with ``defaults`` for all of them.
+
+        ``undelivered_after`` (a duration such as ``"2m"``) is one of the defaults, named
+        because the demo's story depends on it.
+        """
+        if undelivered_after is not None:
+            defaults["undelivered_after"] = undelivered_after
         document: dict[str, Any] = {}
         if defaults:
             document["defaults"] = dict(defaults)
@@ -612,14 +749,7 @@ class Simulator:
 
         ``start`` None means never; ``period`` None or 0 means once.
         """
-        for name, number in (("duration", duration), ("period", period), ("start", start)):
-            if number is not None and (
-                isinstance(number, bool)
-                or not isinstance(number, int | float)
-                or not math.isfinite(number)
-                or (name != "start" and number < 0)
-            ):
-                raise ValueError(f"outages: {name} must be a finite number of seconds, >= 0")
+        _check_schedule("outages", start, duration, period)
         instance = self.instance(id_or_name)
         now = self.clock()
         with instance.lock:
@@ -628,6 +758,31 @@ class Simulator:
             instance.outage_duration = float(duration)
             instance.outage_period = None if period is None else float(period)
             instance.replan(now)
+
+    def set_stalls(
+        self, id_or_name: str, start: float | None, duration: float, period: float | None = None
+    ) -> None:
+        """No delivery and no read for ``duration`` s from clock time ``start``, every ``period`` s.
+
+        ``start`` None means never; ``period`` None or 0 means once. It applies to the
+        messages already sent as well: what has not been delivered or read by now waits
+        for the end of the stall, then happens a few seconds to a minute after it.
+        """
+        _check_schedule("stalls", start, duration, period)
+        instance = self.instance(id_or_name)
+        now = self.clock()
+        with instance.lock:
+            instance.advance(now, self.depth)
+            instance.stall_start = None if start is None else float(start)
+            instance.stall_duration = float(duration)
+            instance.stall_period = None if period is None else float(period)
+            instance.replan_deliveries(now)
+
+    def set_statuses(self, id_or_name: str, enabled: bool) -> None:
+        """With ``enabled`` False, every journal element says ``statusMessage: ""``."""
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.statuses = enabled
 
     def set_queue(self, id_or_name: str, count: int, cyrillic: bool = False) -> None:
         instance = self.instance(id_or_name)
@@ -638,6 +793,17 @@ class Simulator:
         instance = self.instance(id_or_name)
         with instance.lock:
             return [dict(entry) for entry in instance.log]
+
+
+def _check_schedule(kind: str, start: float | None, duration: float, period: float | None) -> None:
+    for name, number in (("duration", duration), ("period", period), ("start", start)):
+        if number is not None and (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or not math.isfinite(number)
+            or (name != "start" and number < 0)
+        ):
+            raise ValueError(f"{kind}: {name} must be a finite number of seconds, >= 0")
 
 
 class _Server(ThreadingHTTPServer):
@@ -889,15 +1055,13 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError('state: expected {"state": ...}')
                 self.sim.set_state(target, body.get("state"))
             elif action == "outages" and verb == "PUT":
-                if not isinstance(body, dict):
-                    raise ValueError(
-                        'outages: expected {"start_in": s, "duration": s, "period": s}'
-                    )
-                start_in = body.get("start_in")
-                start = None if start_in is None else self.sim.clock() + _seconds(start_in)
-                period = body.get("period")
-                self.sim.set_outages(target, start, _seconds(body.get("duration", 0)),
-                                     None if period is None else _seconds(period))  # fmt: skip
+                self.sim.set_outages(target, *self._schedule(action, body))
+            elif action == "stalls" and verb == "PUT":
+                self.sim.set_stalls(target, *self._schedule(action, body))
+            elif action == "statuses" and verb == "PUT":
+                if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+                    raise ValueError('statuses: expected {"enabled": true or false}')
+                self.sim.set_statuses(target, body["enabled"])
             elif action == "queue" and verb == "PUT":
                 if not isinstance(body, dict):
                     raise ValueError('queue: expected {"count": N}')
@@ -912,6 +1076,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": str(exc)})
             return
         self._json(200, {"ok": True})
+
+    def _schedule(self, kind: str, body: Any) -> tuple[float | None, float, float | None]:
+        """``{"start_in": s, "duration": s, "period": s}`` as start, duration and period."""
+        if not isinstance(body, dict):
+            raise ValueError(f'{kind}: expected {{"start_in": s, "duration": s, "period": s}}')
+        start_in = body.get("start_in")
+        start = None if start_in is None else self.sim.clock() + _seconds(kind, start_in)
+        period = body.get("period")
+        return (start, _seconds(kind, body.get("duration", 0)),
+                None if period is None else _seconds(kind, period))  # fmt: skip
 
     # --- answers ----------------------------------------------------------------------
 
@@ -942,9 +1116,9 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
 
-def _seconds(value: Any) -> float:
+def _seconds(kind: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"outages: {value!r} is not a number of seconds")
+        raise ValueError(f"{kind}: {value!r} is not a number of seconds")
     return float(value)
 
 
@@ -969,11 +1143,31 @@ def _generated(
 
 # --- command line --------------------------------------------------------------------------
 
+_CONTROL_API_HELP = f"""\
+control API ({{x}}: an instance's name or id; JSON bodies):
+  GET /_sim/instances               names, ids, tokens and api_url
+  GET /_sim/instances/{{x}}/requests  the requests it answered (tokens hidden)
+  PUT /_sim/instances/{{x}}/messages  [elements]: serve them as its journal
+  PUT /_sim/instances/{{x}}/incoming  [elements]: the same for lastIncomingMessages
+  PUT /_sim/instances/{{x}}/fault     {{"mode": m, "method": name, params}}; DELETE clears
+  PUT /_sim/instances/{{x}}/state     {{"state": "notAuthorized"}} (null: a null body)
+  PUT /_sim/instances/{{x}}/queue     {{"count": N, "cyrillic": false}}
+  PUT /_sim/instances/{{x}}/outages   {{"start_in": s, "duration": s, "period": s}}:
+                                    not authorized on that schedule
+  PUT /_sim/instances/{{x}}/stalls    {{"start_in": s, "duration": s, "period": s}}:
+                                    nothing delivered or read on that schedule
+  PUT /_sim/instances/{{x}}/statuses  {{"enabled": false}}: statusMessage "" everywhere
+
+{textwrap.fill("fault modes: " + ", ".join(FAULT_MODES), 78, subsequent_indent="  ")}
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="greenapi-simulator",
         description="A realistic fake GREEN-API on loopback, for demos and tests.",
+        epilog=_CONTROL_API_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)"
@@ -1026,7 +1220,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         import yaml
 
-        print(yaml.safe_dump(simulator.exporter_config(), sort_keys=False), end="")
+        demo = {"undelivered_after": DEMO_UNDELIVERED_AFTER} if args.demo else {}
+        print(yaml.safe_dump(simulator.exporter_config(**demo), sort_keys=False), end="")
         return 0
     try:
         simulator.start()
