@@ -212,14 +212,26 @@ def _check_config(load: Callable[[], Config]) -> int:
     return 0
 
 
+DEMO_STORY = (
+    "demo: open {url}/ and {url}/metrics. shop-bot delivers normally; support-bot loses its "
+    "authorization 30 s after start for 10 minutes while its send queue grows; stuck-bot's "
+    "deliveries stall from 1 minute after start, so its in-time share drops within minutes "
+    "(GreenApiDeliveryStalled, with prometheus/alerts.yml loaded); max-channel's journal "
+    "carries no statuses, so nothing is judged and nothing fires."
+)
+
+
 def _start_demo() -> tuple[Callable[[], Config], Callable[[], None]]:
-    from exporter.simulator import Simulator  # only the demo needs it
+    from exporter.simulator import DEMO_UNDELIVERED_AFTER, Simulator  # only the demo needs it
 
     simulator = Simulator.demo()
     simulator.start()
     # Every collector: the demo shows support-bot losing its authorization and its send
-    # queue growing meanwhile (see Simulator.demo).
-    document = simulator.exporter_config(poll_interval="5s", collect=list(COLLECTORS))
+    # queue growing meanwhile, and stuck-bot's deliveries stalling (see Simulator.demo).
+    # A shorter undelivered_after than the default lets the stall show within minutes.
+    document = simulator.exporter_config(
+        poll_interval="5s", collect=list(COLLECTORS), undelivered_after=DEMO_UNDELIVERED_AFTER
+    )
     log.info("demo mode: polling an embedded GREEN-API simulator", extra={"url": simulator.url})
 
     def load() -> Config:
@@ -272,6 +284,12 @@ def _serve(
         extra={"address": str(address), "telemetry_path": args.web_telemetry_path,
                "instances": len(exporter.config.instances), "version": __version__},
     )  # fmt: skip
+    if args.demo:  # one plain line for the person who just typed --demo
+        host = "localhost" if listen.host in ("::", "0.0.0.0") else str(address).rsplit(":", 1)[0]
+        scheme = "https" if web is not None and web.ssl_context is not None else "http"
+        print(
+            DEMO_STORY.format(url=f"{scheme}://{host}:{server.port}"), file=sys.stderr, flush=True
+        )
     try:
         while True:
             try:
