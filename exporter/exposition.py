@@ -3,10 +3,15 @@
 With a thousand instances a scrape has some 70,000 samples; formatting them all through
 prometheus_client at every scrape takes over a second. An instance's snapshot only changes
 when it is polled, so its lines are formatted right after the poll, in the poll's thread
-(:meth:`Exposition.refresh`), by prometheus_client itself, in the Prometheus text format and
-in OpenMetrics. A scrape joins cached bytes: the output is exactly what ``generate_latest``
-of either format would give for the same snapshot, whichever format the client asks for
-(Prometheus asks for OpenMetrics first).
+(:meth:`Exposition.refresh`), by prometheus_client itself. A scrape joins cached bytes: the
+output is exactly what ``generate_latest`` of either format would give for the same
+snapshot, whichever format the client asks for (Prometheus asks for OpenMetrics first).
+
+The two formats differ in their metadata lines (a counter's family is ``x_total`` in text and
+``x`` in OpenMetrics, which ends with ``# EOF``), not in the sample lines of the families
+here. The exporter checks that once, on the first instance it formats, and from then on
+formats an instance's samples once for both; should a prometheus_client release ever render
+them differently, each format is formatted on its own.
 """
 
 from __future__ import annotations
@@ -61,9 +66,9 @@ def render(families: Iterable[Metric], fmt: str) -> bytes:
     return text[: len(text) - len(spec.trailer)] if spec.trailer else text
 
 
-def finish(body: bytes, fmt: str) -> bytes:
-    """Close a whole exposition: OpenMetrics ends with ``# EOF``."""
-    return body + _FORMATS[fmt].trailer
+def finish(parts: list[bytes], fmt: str) -> bytes:
+    """Join the parts of a whole exposition and close it: OpenMetrics ends with ``# EOF``."""
+    return b"".join([*parts, _FORMATS[fmt].trailer])
 
 
 def _blocks(text: bytes) -> list[tuple[bytes, bytes]]:
@@ -100,9 +105,11 @@ class Exposition:
     def __init__(self) -> None:
         self._fragments: dict[str, _Fragments] = {}
         self._headers: dict[tuple[str, tuple[str, ...]], list[bytes]] = {}
+        self.shared_samples: bool | None = None  # do both formats render the same samples?
 
-    def render(self, snapshot: ExporterSnapshot, fmt: str) -> bytes:
-        """The instances' and the exporter's own families, without the format's trailer."""
+    def render(self, snapshot: ExporterSnapshot, fmt: str) -> list[bytes]:
+        """The instances' and the exporter's own families, without the format's trailer, as
+        parts to join (the page is megabytes: it is copied once, by whoever sends it)."""
         label_names = snapshot.label_names
         headers = self._family_headers(label_names, fmt)
         per_family: list[list[bytes]] = [[] for _ in headers]
@@ -110,18 +117,34 @@ class Exposition:
         for instance in snapshot.instances:
             cached = self._fragments.get(instance.name)
             if cached is None or cached.instance is not instance or cached.label_names != label_names:
-                cached = _format(instance, label_names)
+                cached = self._format(instance, label_names)
             fresh[instance.name] = cached
             for lines, fragment in zip(per_family, cached.lines[fmt], strict=True):
                 lines.append(fragment)
         self._fragments = fresh  # also forgets instances removed by a reload
-        body = [header + b"".join(lines) for header, lines in zip(headers, per_family, strict=True)]
+        body: list[bytes] = []
+        for header, lines in zip(headers, per_family, strict=True):
+            body.append(header)
+            body += lines
         body.append(render(exporter_families(snapshot), fmt))
-        return b"".join(body)
+        return body
 
     def refresh(self, instance: InstanceSnapshot, label_names: tuple[str, ...]) -> None:
         """Format a just-polled instance now, so that the next scrape finds it ready."""
-        self._fragments = {**self._fragments, instance.name: _format(instance, label_names)}
+        fragments = self._format(instance, label_names)
+        self._fragments = {**self._fragments, instance.name: fragments}
+
+    def _format(self, instance: InstanceSnapshot, label_names: Sequence[str]) -> _Fragments:
+        families = instance_families(tuple(label_names), (instance,))
+        text = _samples(render(families, TEXT))
+        if self.shared_samples is False:
+            openmetrics = _samples(render(families, OPENMETRICS))
+        elif self.shared_samples is None:
+            openmetrics = _samples(render(families, OPENMETRICS))
+            self.shared_samples = openmetrics == text
+        else:
+            openmetrics = text
+        return _Fragments(instance, tuple(label_names), {TEXT: text, OPENMETRICS: openmetrics})
 
     def _family_headers(self, label_names: tuple[str, ...], fmt: str) -> list[bytes]:
         key = (fmt, label_names)
@@ -135,7 +158,5 @@ class Exposition:
         return headers
 
 
-def _format(instance: InstanceSnapshot, label_names: Sequence[str]) -> _Fragments:
-    families = instance_families(tuple(label_names), (instance,))
-    lines = {fmt: [samples for _, samples in _blocks(render(families, fmt))] for fmt in _FORMATS}
-    return _Fragments(instance, tuple(label_names), lines)
+def _samples(text: bytes) -> list[bytes]:
+    return [samples for _, samples in _blocks(text)]

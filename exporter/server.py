@@ -175,10 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         _, content_type = choose_encoder(self.headers.get("Accept", ""))
         fmt = format_of(content_type)
         snapshot = self.server.exporter.snapshot()
-        body = self.server.exporter.exposition.render(snapshot, fmt) + render(
-            self.server.runtime_registry.collect(), fmt
-        )
-        self._send(HTTPStatus.OK, finish(body, fmt), content_type)
+        parts = self.server.exporter.exposition.render(snapshot, fmt)
+        parts.append(render(self.server.runtime_registry.collect(), fmt))
+        self._send(HTTPStatus.OK, finish(parts, fmt), content_type)
 
     def _probe(self, query: dict[str, list[str]]) -> None:
         targets = query.get("target", [])

@@ -369,6 +369,9 @@ class MessageTracker:
             packed = self._messages.get(key)
             reached = 0 if packed is None else packed & (_FORWARDED - 1)
             self._outcomes[judgement.outcome(reached)] += 1
+        if len(due) > 1024 and len(self._unjudged) < len(due):
+            # A burst was judged: a dict never gives back the room it grew to.
+            self._unjudged = dict(self._unjudged)
 
     def _window_stats(self, journal: Journal, now: float, max_messages: int) -> WindowStats:
         counts: dict[tuple[str, str], int] = dict.fromkeys(self._window_keys, 0)

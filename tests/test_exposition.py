@@ -189,6 +189,21 @@ def test_a_refreshed_instance_is_what_the_next_scrape_shows(fmt: str) -> None:
     assert rendered(exposition, again, fmt) == reference(again, fmt)
 
 
+def test_both_formats_render_the_same_sample_lines_with_this_prometheus_client() -> None:
+    """The exposition formats an instance once for both formats when this holds."""
+    exposition = Exposition()
+    rendered(exposition, golden_snapshot(), TEXT)
+    assert exposition.shared_samples is True
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_is_formatted_on_its_own_when_their_samples_differ(fmt: str) -> None:
+    exposition = Exposition()
+    exposition.shared_samples = False  # as if a prometheus_client release rendered them apart
+    snapshot = golden_snapshot()
+    assert rendered(exposition, snapshot, fmt) == reference(snapshot, fmt)
+
+
 def update_golden_files() -> None:
     GOLDEN.mkdir(exist_ok=True)
     for fmt, path in GOLDEN_FILES.items():
