@@ -30,11 +30,15 @@ GRAFANA = ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RUNBOOK = "https://github.com/greenapi-exporter/greenapi-exporter/blob/main/docs/runbook.md"
+# promtool unit tests of the rules: hand-written, and generated from simulated traffic
+# (prometheus/traffic_tests.py).
+RULE_TESTS = ["alerts.test.yml", "alerts.traffic.test.yml"]
+OBJECTIVE = "greenapi:outgoing_delivery_sli:objective"
 
 SPEC_ALERTS = {
     "GreenApiExporterDown", "GreenApiPollFailing", "GreenApiRateLimited", "GreenApiQuotaExceeded",
-    "GreenApiUndeliveredMessages", "GreenApiDeliveryLagHigh", "GreenApiWindowTruncated",
-    "GreenApiNoOutgoingMessages",
+    "GreenApiDeliveryStalled", "GreenApiDeliveryRatioLow", "GreenApiFailedSendsHigh",
+    "GreenApiDeliveryLagHigh", "GreenApiWindowTruncated", "GreenApiNoOutgoingMessages",
     # SPEC section 8: the optional collectors
     "GreenApiInstanceNotAuthorized", "GreenApiSendQueueGrowing",
 }  # fmt: skip
@@ -43,22 +47,23 @@ SPEC_ALERTS = {
 # histograms have _bucket/_sum/_count).
 SPEC_GAUGES = {
     "greenapi_up", "greenapi_poll_duration_seconds", "greenapi_last_poll_success_timestamp_seconds",
-    "greenapi_outgoing_messages", "greenapi_outgoing_send_by_api_messages",
-    "greenapi_outgoing_send_by_api_ratio", "greenapi_outgoing_forwarded_messages",
-    "greenapi_outgoing_undelivered_messages", "greenapi_outgoing_oldest_undelivered_age_seconds",
+    "greenapi_outgoing_window_messages", "greenapi_outgoing_window_send_by_api_messages",
+    "greenapi_outgoing_window_send_by_api_ratio", "greenapi_outgoing_window_forwarded_messages",
+    "greenapi_outgoing_undelivered_messages",
+    "greenapi_outgoing_oldest_undelivered_timestamp_seconds",
     "greenapi_outgoing_last_message_timestamp_seconds", "greenapi_outgoing_window_truncated",
     "greenapi_outgoing_window_seconds", "greenapi_outgoing_invalid_messages",
     "greenapi_exporter_build_info", "greenapi_exporter_instances",
     "greenapi_exporter_tracked_messages", "greenapi_exporter_config_last_reload_successful",
     "greenapi_exporter_config_last_reload_success_timestamp_seconds",
     # SPEC section 8: the optional collectors (state, queue, incoming)
-    "greenapi_instance_state", "greenapi_send_queue_messages", "greenapi_incoming_messages",
+    "greenapi_instance_state", "greenapi_send_queue_messages", "greenapi_incoming_window_messages",
     "greenapi_incoming_last_message_timestamp_seconds",
 }  # fmt: skip
 SPEC_COUNTERS = {
     "greenapi_polls_total", "greenapi_outgoing_messages_total",
     "greenapi_outgoing_status_reached_total", "greenapi_outgoing_forwarded_messages_total",
-    "greenapi_incoming_messages_total",
+    "greenapi_outgoing_delivery_outcomes_total", "greenapi_incoming_messages_total",
 }  # fmt: skip
 SPEC_HISTOGRAMS = {"greenapi_outgoing_delivery_lag_seconds", "greenapi_outgoing_read_lag_seconds"}
 SPEC_SAMPLE_NAMES = (
@@ -73,8 +78,8 @@ METRIC_NAME = re.compile(r"(?<![\w:])greenapi(?:_[a-z_]+|:[A-Za-z0-9_:]+)")
 
 def promtool(*args: str, input: str | None = None, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:  # fmt: skip
     binary = shutil.which("promtool")
-    if binary is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`; CI installs it)")
+    if binary is None:  # a skipped rules test proves nothing: CI must have it
+        pytest.fail("promtool is not installed: install Debian's `prometheus` package (CI does)")
     return subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, input=input)
 
 
@@ -131,8 +136,18 @@ def test_promtool_checks_the_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_of_the_rules_pass() -> None:
-    result = promtool("test", "rules", "alerts.test.yml")
+@pytest.mark.parametrize("tests", RULE_TESTS)
+def test_promtool_unit_tests_of_the_rules_pass(tests: str) -> None:
+    result = promtool("test", "rules", tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_generated_traffic_tests_are_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROMETHEUS / "traffic_tests.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -215,8 +230,51 @@ def test_the_collector_alerts_select_their_metrics() -> None:
     assert "deriv(greenapi_send_queue_messages" in found["GreenApiSendQueueGrowing"]["expr"]
 
 
+def test_the_delivery_objective_is_set_in_one_place() -> None:
+    """One recording rule holds the number; every rule that needs it reads that rule."""
+    [objective] = [r for r in rules() if r.get("record") == OBJECTIVE]
+    assert re.fullmatch(r"vector\(0\.\d+\)", objective["expr"]), objective["expr"]
+    number = objective["expr"][len("vector(") : -1]
+    for rule in rules():
+        on_outcomes = re.search(
+            r"greenapi(_|:)outgoing_delivery_(outcomes|sli|judged)", rule["expr"]
+        )
+        if rule is not objective and on_outcomes:
+            assert number not in rule["expr"], rule.get("alert") or rule["record"]
+    budget = "greenapi:outgoing_delivery_sli:error_budget"
+    assert OBJECTIVE in next(r["expr"] for r in rules() if r.get("record") == budget)
+    assert budget in alerts()["GreenApiDeliveryRatioLow"]["expr"]
+
+
+DELIVERY_ALERTS = ("GreenApiDeliveryStalled", "GreenApiDeliveryRatioLow", "GreenApiFailedSendsHigh")
+
+
+def test_the_delivery_alerts_need_a_minimum_of_judged_messages() -> None:
+    """One late message on a quiet instance is no reason to warn, let alone page."""
+    found = alerts()
+    for name in DELIVERY_ALERTS:
+        assert "greenapi:outgoing_delivery_judged:increase" in found[name]["expr"], name
+
+
+def test_the_delivery_ratios_leave_no_status_out() -> None:
+    """A journal without statuses has nothing to judge: no_status is in neither part."""
+    for rule in rules():
+        name = rule.get("record", "")
+        if name.startswith("greenapi:outgoing_delivery_") and ":ratio_rate" in name:
+            assert "greenapi_outgoing_delivery_outcomes_total" in rule["expr"], name
+            assert 'outcome=~"in_time|late|failed"' in rule["expr"], name
+            assert "> 0)" in rule["expr"], f"{name}: 0/0 must leave no ratio, not NaN"
+
+
+def test_no_alert_pages_on_the_count_of_undelivered_messages() -> None:
+    """Real recipients switch their phones off: stuck messages are dashboard information."""
+    for name, rule in alerts().items():
+        assert "undelivered" not in rule["expr"], name
+
+
 def test_every_alert_is_unit_tested_firing_quiet_and_recovering() -> None:
-    tests = yaml.safe_load((PROMETHEUS / "alerts.test.yml").read_text())["tests"]
+    tests = [test for name in RULE_TESTS
+             for test in yaml.safe_load((PROMETHEUS / name).read_text())["tests"]]  # fmt: skip
     for alert in sorted(alerts()):
         fires = quiet = recovers = False
         for test in tests:
@@ -234,8 +292,8 @@ def test_every_alert_is_unit_tested_firing_quiet_and_recovering() -> None:
                     assert expected["exp_labels"].get("severity"), (alert, case)
                     assert set(expected["exp_annotations"]) >= {"summary", "description",
                                                                 "runbook_url"}, (alert, case)  # fmt: skip
-        assert fires, f"{alert} never fires in alerts.test.yml"
-        assert quiet, f"{alert} is never shown quiet in alerts.test.yml"
+        assert fires, f"{alert} never fires in {RULE_TESTS}"
+        assert quiet, f"{alert} is never shown quiet in {RULE_TESTS}"
         assert recovers, f"{alert} is never shown resolving after it fired"
 
 
