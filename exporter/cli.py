@@ -284,12 +284,10 @@ def _serve(
         extra={"address": str(address), "telemetry_path": args.web_telemetry_path,
                "instances": len(exporter.config.instances), "version": __version__},
     )  # fmt: skip
-    if args.demo:  # one plain line for the person who just typed --demo
+    if args.demo:  # one line for the person who just typed --demo, in the log's format
         host = "localhost" if listen.host in ("::", "0.0.0.0") else str(address).rsplit(":", 1)[0]
         scheme = "https" if web is not None and web.ssl_context is not None else "http"
-        print(
-            DEMO_STORY.format(url=f"{scheme}://{host}:{server.port}"), file=sys.stderr, flush=True
-        )
+        log.info(DEMO_STORY.format(url=f"{scheme}://{host}:{server.port}"))
     try:
         while True:
             try:

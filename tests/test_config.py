@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -444,12 +447,48 @@ def test_a_token_file_that_is_a_directory_is_refused_with_the_reason(tmp_path: P
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_a_token_file_without_read_permission_is_refused_with_the_reason(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text(TOKEN)
-    (tmp_path / "token").chmod(0)
-    text = refused(tmp_path, {"instances": [instance(api_token=..., api_token_file="token")]})
-    assert at(tmp_path, "instances[0].api_token_file") in text and "permission denied" in text
+def unprivileged(action: Callable[[], str]) -> str:
+    """``action()``, run without root's right to read any file: as root (CI), in a forked
+    child that has become `nobody`; its result comes back through a pipe."""
+    if os.geteuid() != 0:
+        return action()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's coverage is not collected
+        try:
+            os.close(reader)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(writer, action().encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(child, 0)
+    return result
+
+
+def test_a_token_file_without_read_permission_is_refused_with_the_reason() -> None:
+    directory = Path(tempfile.mkdtemp())  # in /tmp, which `nobody` can reach
+    try:
+        directory.chmod(0o755)
+        (directory / "token").write_text(TOKEN)
+        (directory / "token").chmod(0)
+        config = write(directory, {"instances": [instance(api_token=..., api_token_file="token")]},
+                       mode=0o644)  # fmt: skip
+
+        def load_it() -> str:
+            try:
+                load_config(str(config), {})
+            except ConfigError as exc:
+                return str(exc)
+            return "accepted"
+
+        text = unprivileged(load_it)
+    finally:
+        shutil.rmtree(directory)
+    assert at(directory, "instances[0].api_token_file") in text and "permission denied" in text
 
 
 def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
