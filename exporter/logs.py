@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from exporter.client import redact
+from exporter.redaction import redact
 
 LEVELS = {
     "debug": logging.DEBUG,

@@ -105,12 +105,14 @@ class InstancePoller:
         self._monotonic = monotonic  # for due times, spacing and durations
         self._rng = rng or random.Random()
         self._baseline_before = baseline_before
-        self._tracker = MessageTracker(config.window, config.undelivered_after, baseline_before)
-        self._incoming = IncomingTracker(config.window, baseline_before)
+        self._tracker = MessageTracker(
+            config.settings.window, config.settings.undelivered_after, baseline_before
+        )
+        self._incoming = IncomingTracker(config.settings.window, baseline_before)
         self._polls_total = {name: dict.fromkeys(RESULTS, 0) for name in COLLECTORS}
         self._rate_limited_in_a_row = dict.fromkeys(COLLECTORS, 0)
         # Monotonic due time of each configured collector: all due at the first poll.
-        self._due = dict.fromkeys(config.collect, -math.inf)
+        self._due = dict.fromkeys(config.settings.collect, -math.inf)
         self._last_request: float | None = None
         # Bumped by a reload that changes what a request looks like: a poll that was in
         # flight then must not push the next request away with the old settings' delay.
@@ -127,9 +129,9 @@ class InstancePoller:
             name=config.name,
             id_instance=config.id_instance,
             labels=config.labels,
-            window_seconds=config.window,
-            collect=config.collect,
-            polls_total=_zero_polls(config.collect),
+            window_seconds=config.settings.window,
+            collect=config.settings.collect,
+            polls_total=_zero_polls(config.settings.collect),
         )
 
     def configure(self, config: InstanceConfig) -> bool:
@@ -144,27 +146,34 @@ class InstancePoller:
         with self._lock:
             previous = self.config
             self.config = config
-            self._tracker.configure(config.window, config.undelivered_after)
-            self._incoming.configure(config.window)
-            retarget = (config.api_token, config.api_url, config.poll_interval) != (
-                previous.api_token, previous.api_url, previous.poll_interval
+            self._tracker.configure(config.settings.window, config.settings.undelivered_after)
+            self._incoming.configure(config.settings.window)
+            retarget = (
+                (config.api_token, config.settings.api_url, config.settings.poll_interval)
+                != (previous.api_token, previous.settings.api_url, previous.settings.poll_interval)
             )  # fmt: skip
             if retarget:
                 self._generation += 1
-                self._due = dict.fromkeys(config.collect, -math.inf)
+                self._due = dict.fromkeys(config.settings.collect, -math.inf)
             else:
-                self._due = {name: self._due.get(name, -math.inf) for name in config.collect}
-            added = any(name not in previous.collect for name in config.collect)
+                self._due = {
+                    name: self._due.get(name, -math.inf) for name in config.settings.collect
+                }
+            added = any(name not in previous.settings.collect for name in config.settings.collect)
             self.snapshot = replace(
                 self.snapshot,
                 name=config.name,
                 id_instance=config.id_instance,
                 labels=config.labels,
-                window_seconds=config.window,
-                collect=config.collect,
-                polls_total=self._frozen_polls(config.collect),
+                window_seconds=config.settings.window,
+                collect=config.settings.collect,
+                polls_total=self._frozen_polls(config.settings.collect),
                 collectors=MappingProxyType(
-                    {k: v for k, v in self.snapshot.collectors.items() if k in config.collect}
+                    {
+                        k: v
+                        for k, v in self.snapshot.collectors.items()
+                        if k in config.settings.collect
+                    }
                 ),
             )
             return retarget or added
@@ -179,7 +188,10 @@ class InstancePoller:
                 return self._delay_from(now)
             self._last_request = now
         fetch = client.get(
-            config.method_url(name), config.method_params(name), config.timeout, config.api_token
+            config.method_url(name),
+            config.method_params(name),
+            config.settings.timeout,
+            config.api_token,
         )
         duration = self._monotonic() - now
         self.last_answer_bytes = len(fetch.body) if fetch.body is not None else 0
@@ -210,7 +222,9 @@ class InstancePoller:
         journal = parse_journal(body)
         with self._lock:
             if name == "outgoing":
-                return self._tracker.observe(journal, self._clock(), self.config.max_messages)
+                return self._tracker.observe(
+                    journal, self._clock(), self.config.settings.max_messages
+                )
             return self._incoming.observe(journal, self._clock())
 
     def _due_collector(self, now: float) -> str | None:
@@ -226,7 +240,7 @@ class InstancePoller:
     def _delay_from(self, now: float) -> float:
         """Seconds from ``now`` until the next request may and should start."""
         if not self._due:
-            return self.config.poll_interval
+            return self.config.settings.poll_interval
         next_due = min(self._due.values())
         if self._last_request is not None:
             next_due = max(next_due, self._last_request + MIN_SPACING)
@@ -255,7 +269,7 @@ class InstancePoller:
         incoming = self._incoming
         if data.get("incoming") is not None:  # absent in files from before the collector
             # Restored aside and swapped in only once the journal's tracker has been too.
-            incoming = IncomingTracker(self.config.window, baseline_before=None)
+            incoming = IncomingTracker(self.config.settings.window, baseline_before=None)
             incoming.restore(data["incoming"])
         with self._lock:
             try:
@@ -268,7 +282,7 @@ class InstancePoller:
                     self._polls_total[name][result] = counts.get(result, 0)
             self.snapshot = replace(
                 self.snapshot,
-                polls_total=self._frozen_polls(self.config.collect),
+                polls_total=self._frozen_polls(self.config.settings.collect),
                 tracker=self._tracker.snapshot(),
                 incoming=self._incoming.snapshot(),
             )
@@ -294,7 +308,7 @@ class InstancePoller:
             last_poll_timestamp=now,
             last_poll_duration=duration,
             last_success_timestamp=now if success else previous.last_success_timestamp,
-            polls_total=self._frozen_polls(self.config.collect),
+            polls_total=self._frozen_polls(self.config.settings.collect),
             # A failed poll keeps the last window and counters: the journal did not change
             # as far as we know, and greenapi_up says the picture is stale.
             tracker=tracker if tracker is not None else previous.tracker,
@@ -318,7 +332,7 @@ class InstancePoller:
             changes["send_queue"] = outcome
         self.snapshot = replace(
             previous,
-            polls_total=self._frozen_polls(self.config.collect),
+            polls_total=self._frozen_polls(self.config.settings.collect),
             collectors=self._with_status(previous, name, result, error, now),
             **changes,  # type: ignore[arg-type]
         )
@@ -337,7 +351,7 @@ class InstancePoller:
                      now: float) -> Mapping[str, CollectorStatus]:  # fmt: skip
         status = CollectorStatus(result, "" if result == "success" else error, now)
         merged = {**previous.collectors, name: status}
-        return MappingProxyType({k: merged[k] for k in self.config.collect if k in merged})
+        return MappingProxyType({k: merged[k] for k in self.config.settings.collect if k in merged})
 
     def _log_change(
         self,
@@ -370,7 +384,7 @@ class InstancePoller:
     def _next_delay(self, collector: str, fetch: Fetch, result: str) -> float:
         """Seconds until this collector's next request: the interval, or a back-off. A
         429 or 466 only delays the collector that got it (limits and quotas are per method)."""
-        interval = self.config.poll_interval
+        interval = self.config.settings.poll_interval
         if result == "http_429":
             self._rate_limited_in_a_row[collector] += 1
             if fetch.retry_after is not None:
@@ -395,7 +409,7 @@ class InstancePoller:
 
     def first_delay(self) -> float:
         """Spread the first polls over a few seconds rather than fire them together."""
-        return self._rng.uniform(0.0, min(self.config.poll_interval, 2.0))
+        return self._rng.uniform(0.0, min(self.config.settings.poll_interval, 2.0))
 
 
 def _restored_polls(data: object) -> dict[str, dict[str, int]]:

@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 
 from exporter.config import (
     OWN_LABELS,
+    SETTINGS,
     Config,
     ConfigError,
     InstanceConfig,
+    Settings,
     format_duration,
     load_config,
     parse_config,
     parse_duration,
+    settings_table,
 )
 
 # Distinctive, so that finding it anywhere in a message is certainly a leak.
@@ -73,10 +76,11 @@ def at(tmp_path: Path, key_path: str) -> str:
 def test_built_in_defaults_apply_when_nothing_is_set(tmp_path: Path) -> None:
     config = load(tmp_path, {"instances": [instance()]})
     [i] = config.instances
-    assert (i.api_url, i.poll_interval, i.window, i.timeout, i.undelivered_after, i.max_messages) == (
+    s = i.settings
+    assert (s.api_url, s.poll_interval, s.window, s.timeout, s.undelivered_after, s.max_messages) == (
         "https://api.green-api.com", 60, 86400, 10, 300, 5000,
     )  # fmt: skip
-    assert (i.collect, i.labels, i.monthly_quota) == (("outgoing",), (), None)
+    assert (s.collect, i.labels, s.monthly_quota) == (("outgoing",), (), None)
     assert (config.concurrency, config.state_file, config.warnings) == (8, None, ())
 
 
@@ -86,8 +90,8 @@ def test_the_defaults_section_is_inherited_by_every_instance(tmp_path: Path) -> 
                      "undelivered_after": "10m", "max_messages": 100},
         "instances": [instance(), instance(name="b", id_instance=2)],
     })  # fmt: skip
-    for i in config.instances:
-        assert (i.api_url, i.window, i.timeout, i.undelivered_after, i.max_messages) == (
+    for s in (i.settings for i in config.instances):
+        assert (s.api_url, s.window, s.timeout, s.undelivered_after, s.max_messages) == (
             "https://7105.api.greenapi.com", 7200, 5, 600, 100,
         )  # fmt: skip
 
@@ -97,7 +101,8 @@ def test_an_instance_override_wins_over_the_defaults_section(tmp_path: Path) -> 
         "defaults": {"poll_interval": "30s", "window": "2h"},
         "instances": [instance(), instance(name="b", id_instance=2, poll_interval="1h30m")],
     })  # fmt: skip
-    assert [(i.poll_interval, i.window) for i in config.instances] == [(30, 7200), (5400, 7200)]
+    settings = [i.settings for i in config.instances]
+    assert [(s.poll_interval, s.window) for s in settings] == [(30, 7200), (5400, 7200)]
 
 
 @pytest.mark.parametrize(
@@ -107,12 +112,12 @@ def test_an_instance_override_wins_over_the_defaults_section(tmp_path: Path) -> 
 )  # fmt: skip
 def test_durations_in_the_file_are_parsed(tmp_path: Path, value: object, seconds: float) -> None:
     [i] = load(tmp_path, {"instances": [instance(poll_interval=value)]}).instances
-    assert i.poll_interval == seconds
+    assert i.settings.poll_interval == seconds
 
 
 def test_a_timeout_below_a_second_is_allowed(tmp_path: Path) -> None:
     [i] = load(tmp_path, {"instances": [instance(timeout="500ms")]}).instances
-    assert i.timeout == 0.5
+    assert i.settings.timeout == 0.5
 
 
 @pytest.mark.parametrize(
@@ -128,7 +133,7 @@ def test_api_url_loses_a_trailing_slash_and_then_a_trailing_v3(
     tmp_path: Path, url: str, expected: str
 ) -> None:
     [i] = load(tmp_path, {"instances": [instance(api_url=url)]}).instances
-    assert i.api_url == expected
+    assert i.settings.api_url == expected
 
 
 def test_the_journal_url_is_built_from_the_normalised_api_url(tmp_path: Path) -> None:
@@ -180,7 +185,7 @@ def test_variables_are_read_from_the_given_environment(tmp_path: Path) -> None:
     [i] = load(
         tmp_path, document, {"SALES_TOKEN": TOKEN, "HOST": "1101.api.green-api.com"}
     ).instances
-    assert (i.api_token, i.api_url) == (TOKEN, "https://1101.api.green-api.com")
+    assert (i.api_token, i.settings.api_url) == (TOKEN, "https://1101.api.green-api.com")
 
 
 def test_a_double_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
@@ -218,14 +223,14 @@ def test_concurrency_can_be_set(tmp_path: Path) -> None:
 
 def test_collect_is_inherited_from_defaults(tmp_path: Path) -> None:
     config = load(tmp_path, {"defaults": {"collect": ["outgoing"]}, "instances": [instance()]})
-    assert config.instances[0].collect == ("outgoing",)
+    assert config.instances[0].settings.collect == ("outgoing",)
 
 
 def test_the_example_configuration_loads_with_its_variables_supplied() -> None:
     environ = {"SALES_TOKEN": TOKEN, "SUPPORT_TOKEN": TOKEN[::-1], "MAX_TOKEN": "f" * 50}
     config = load_config(str(ROOT / "config.example.yaml"), environ)
     assert [i.name for i in config.instances] == ["sales-bot", "support-bot", "max-channel"]
-    assert config.instances[2].api_url == "https://3100.api.green-api.com"
+    assert config.instances[2].settings.api_url == "https://3100.api.green-api.com"
     assert config.label_names == ("expect_traffic", "team")
 
 
@@ -640,19 +645,23 @@ def test_an_unknown_collector_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_collector_of_the_spec_is_accepted_in_request_order(tmp_path: Path) -> None:
-    config = load(tmp_path, {"instances": [instance(collect=["incoming", "queue", "outgoing", "state"])]})
-    assert config.instances[0].collect == ("outgoing", "state", "queue", "incoming")
+    config = load(
+        tmp_path, {"instances": [instance(collect=["incoming", "queue", "outgoing", "state"])]}
+    )
+    assert config.instances[0].settings.collect == ("outgoing", "state", "queue", "incoming")
 
 
 def test_an_instance_collect_list_replaces_the_defaults(tmp_path: Path) -> None:
     config = load(tmp_path, {"defaults": {"collect": ["outgoing", "state"]},
                              "instances": [instance(), instance(name="b", id_instance="2",
                                                                 collect=["queue"])]})  # fmt: skip
-    assert [i.collect for i in config.instances] == [("outgoing", "state"), ("queue",)]
+    assert [i.settings.collect for i in config.instances] == [("outgoing", "state"), ("queue",)]
 
 
 def test_each_collector_calls_its_method_and_only_journals_send_minutes(tmp_path: Path) -> None:
-    [i] = load(tmp_path, {"instances": [instance(api_url="https://x.example", window="2h")]}).instances
+    [i] = load(
+        tmp_path, {"instances": [instance(api_url="https://x.example", window="2h")]}
+    ).instances
     base = "https://x.example/waInstance1101000001"
     assert i.method_url("state") == f"{base}/getStateInstance/{TOKEN}"
     assert i.method_url("queue") == f"{base}/getMessagesCount/{TOKEN}"
@@ -843,6 +852,86 @@ def test_a_formatted_duration_parses_back_to_itself(seconds: int) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
 
+# --- declarations: each setting declared once drives all of the above ---------------------
+
+# For every setting of `defaults`: a value other than the built-in default as written in a
+# file, as parsed, and as --check-config shows it. A new setting needs a line here; the tests
+# below then check it is read in both places, inherited, overridden and summarised.
+EXAMPLES: dict[str, tuple[object, object, str]] = {
+    "api_url": ("https://7105.api.greenapi.com/", "https://7105.api.greenapi.com",
+                "https://7105.api.greenapi.com"),
+    "poll_interval": ("2m", 120, "2m"),
+    "window": ("6h", 21600, "6h (?minutes=360)"),
+    "timeout": ("3s", 3, "3s"),
+    "undelivered_after": ("15m", 900, "15m"),
+    "max_messages": (100, 100, "100"),
+    "collect": (["state", "outgoing"], ("outgoing", "state"), "[outgoing, state]"),
+    "monthly_quota": (100000, 100000, "100000 (about 21600 journal calls a month)"),
+}  # fmt: skip
+
+
+def as_written(value: object) -> object:
+    """A parsed value as a file would write it (YAML has lists, not tuples)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_every_setting_has_an_example_here() -> None:
+    assert sorted(EXAMPLES) == sorted(s.key for s in SETTINGS)
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+def test_every_setting_is_inherited_from_defaults_unless_the_instance_sets_it(
+    tmp_path: Path, key: str
+) -> None:
+    written, parsed, _ = EXAMPLES[key]
+    built_in = getattr(Settings(), key)
+    config = load(tmp_path, {"defaults": {key: written}, "instances": [
+        instance(), instance(name="b", id_instance=2, **{key: as_written(built_in)}),
+    ]})  # fmt: skip
+    assert [getattr(i.settings, key) for i in config.instances] == [parsed, built_in]
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+def test_every_setting_is_checked_in_defaults_and_per_instance(tmp_path: Path, key: str) -> None:
+    wrong = {"a": "mapping"}  # no setting takes one
+    text = refused(tmp_path, {"defaults": {key: wrong}, "instances": [instance(**{key: wrong})]})
+    assert at(tmp_path, f"defaults.{key}") in text
+    assert at(tmp_path, f"instances[0].{key}") in text
+
+
+def test_the_summary_shows_every_setting_of_an_instance(tmp_path: Path) -> None:
+    entry = instance(**{key: written for key, (written, _, _) in EXAMPLES.items()})
+    lines = load(tmp_path, {"instances": [entry]}).summary().splitlines()
+    for key, (_, _, shown) in EXAMPLES.items():
+        assert f"    {key}: {shown}" in lines
+
+
+def test_the_settings_table_has_a_row_for_every_key_of_the_file() -> None:
+    rows = settings_table().splitlines()[2:]
+    keys = [row.split("|")[1].strip(" `") for row in rows]
+    assert sorted(keys) == sorted([*EXAMPLES, "concurrency", "state_file", "name", "id_instance",
+                                   "api_token", "api_token_file", "labels"])  # fmt: skip
+
+
+def test_the_settings_table_states_the_declared_bounds_and_defaults() -> None:
+    rows = {row.split("|")[1].strip(" `"): row for row in settings_table().splitlines()[2:]}
+    assert (
+        "| `defaults`, instance | duration at least 1s, at most 90d | `1m` |"
+        in rows["poll_interval"]
+    )
+    assert "| duration at least 1m, at most 90d | `1d` |" in rows["window"]
+    assert "| top level | whole number, at least 1 | `8` |" in rows["concurrency"]
+    assert "| instance |" in rows["name"] and "| required |" in rows["name"]
+
+
+def test_the_readme_settings_table_is_the_one_the_code_declares() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+    assert start in readme and end in readme, "README.md lacks the settings-table markers"
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert table == settings_table(), "paste the output of: python -m exporter.config"
+
+
 # --- data classes ------------------------------------------------------------------------
 
 
@@ -853,10 +942,9 @@ def test_instance_configs_are_frozen(tmp_path: Path) -> None:
 
 
 def test_an_instance_config_can_be_built_directly() -> None:
-    i = InstanceConfig(name="a", id_instance="1", api_token="t", api_url="http://x",
-                       poll_interval=60, window=120, timeout=10, undelivered_after=300,
-                       max_messages=5000, labels=())  # fmt: skip
-    assert (i.window_minutes, i.collect, i.token_source) == (2, ("outgoing",), "api_token")
+    i = InstanceConfig(name="a", id_instance="1", api_token="t",
+                       settings=Settings(api_url="http://x", window=120))  # fmt: skip
+    assert (i.window_minutes, i.settings.collect, i.token_source) == (2, ("outgoing",), "api_token")
     assert Config(source="c.yaml", instances=(i,)).concurrency == 8
 
 
@@ -935,3 +1023,14 @@ def test_any_document_is_a_config_or_a_config_error(document: object) -> None:
 @given(nearly_valid)
 def test_any_nearly_valid_document_is_a_config_or_a_config_error(document: object) -> None:
     check_config_or_error(document)
+
+
+def test_a_token_pasted_under_another_key_is_not_quoted_even_cut_short(tmp_path: Path) -> None:
+    text = refused(tmp_path, {"instances": [instance(api_url=TOKEN)]})
+    assert TOKEN[:20] not in text and "instances[0].api_url" in text
+
+
+def test_a_token_pasted_as_the_token_file_is_not_quoted(tmp_path: Path) -> None:
+    text = refused(tmp_path, {"instances": [instance(api_token=..., api_token_file=TOKEN)]})
+    assert TOKEN[:20] not in text
+    assert "it looks like a token, not a path" in text

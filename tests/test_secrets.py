@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from exporter.client import redact
+from exporter.redaction import redact
 from exporter.simulator import Simulator
 from tests.conftest import free_port, wait_until
 from tests.conftest import value as sample

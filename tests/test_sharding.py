@@ -9,15 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.cli import UsageError, parse_shard
-from exporter.config import Config, InstanceConfig, shard_of
+from exporter.config import Config, InstanceConfig, Settings, shard_of
 from exporter.simulator import Simulator
 from tests.conftest import ExporterProcess, wait_until
 
 
 def config(ids: list[str]) -> Config:
     instances = tuple(
-        InstanceConfig(name=f"i{n}", id_instance=i, api_token="t", api_url="http://x", poll_interval=60,
-                       window=86400, timeout=10, undelivered_after=300, max_messages=5000, labels=())
+        InstanceConfig(name=f"i{n}", id_instance=i, api_token="t", settings=Settings(api_url="http://x"))
         for n, i in enumerate(ids)
     )  # fmt: skip
     return Config(source="c.yaml", instances=instances)
