@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test lint typecheck pytest venv demo clean
+.PHONY: test lint typecheck pytest venv constraints demo clean
 
 test: venv lint typecheck pytest
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The runtime dependencies at the versions of constraints.txt, the ones the image ships.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[test]'
 	touch $@
+
+# Freeze the runtime dependencies (and theirs) of .venv, which `make test` tests, into
+# constraints.txt. To upgrade one: .venv/bin/pip install -U NAME; make constraints; make test,
+# and commit the new constraints.txt only if that passes.
+constraints: venv
+	$(BIN)/pip freeze --exclude-editable | $(BIN)/python deploy/make_constraints.py
 
 lint: venv
 	$(BIN)/ruff check exporter tests

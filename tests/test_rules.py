@@ -157,10 +157,45 @@ def test_promtool_checks_the_example_scrape_configs(config: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_example_probe_job_uses_the_multi_target_pattern() -> None:
+def example_config() -> dict[str, Any]:
+    return dict(yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text()))
+
+
+def commented_out_jobs() -> list[dict[str, Any]]:
+    """The jobs that prometheus.yml leaves commented out (the /probe setup), uncommented as its
+    comment tells: from the first `# - job_name:` to the end of that comment block."""
+    lines = (PROMETHEUS / "prometheus.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"\s*# - job_name: ", line))
+    block = []
+    for line in lines[start:]:
+        if not line.lstrip().startswith("#"):
+            break
+        block.append(re.sub(r"^(\s*)# ?", r"\1", line, count=1))
+    jobs = yaml.safe_load("\n".join(block))
+    assert isinstance(jobs, list) and all("job_name" in job for job in jobs), block
+    return jobs
+
+
+def probe_setup() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the /probe job, the job for the exporter's own series) of the commented-out setup."""
+    [probe] = [j for j in commented_out_jobs() if j.get("metrics_path") == "/probe"]
+    [own] = [j for j in commented_out_jobs() if j.get("metrics_path", "/metrics") == "/metrics"]
+    return probe, own
+
+
+def test_the_example_scrape_config_enables_only_the_exporter_job() -> None:
+    """Used as it is with the demo, nothing is scraped twice and no probe target is missing."""
+    config = example_config()
+    [job] = config["scrape_configs"]
+    assert job["job_name"] == "greenapi"  # so that GreenApiExporterDown watches it
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert job["static_configs"] == [{"targets": ["localhost:9935"]}]
+    assert "alerts.yml" in config["rule_files"]
+
+
+def test_the_commented_out_probe_job_uses_the_multi_target_pattern() -> None:
     """/probe?target=NAME: the target is an instance name, the exporter is the address."""
-    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    [probe] = [j for j in config["scrape_configs"] if j.get("metrics_path") == "/probe"]
+    probe, _ = probe_setup()
     assert "greenapi" in probe["job_name"]  # so that GreenApiExporterDown watches it
     relabel = probe["relabel_configs"]
     assert {"source_labels": ["__address__"], "target_label": "__param_target"} in relabel
@@ -169,11 +204,45 @@ def test_the_example_probe_job_uses_the_multi_target_pattern() -> None:
     assert probe["honor_labels"] is True  # keep the exposed `name`, no exported_name
 
 
-def test_the_example_scrape_config_scrapes_the_exporter_as_job_greenapi() -> None:
-    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "greenapi"]
-    assert job["static_configs"][0]["targets"] == ["localhost:9935"]
-    assert "alerts.yml" in config["rule_files"]
+def test_promtool_checks_the_commented_out_probe_setup(tmp_path: Path) -> None:
+    config = example_config()
+    config["scrape_configs"] = commented_out_jobs()  # instead of the /metrics job, as it says
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path)
+    result = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_probe_setup_stores_every_series_of_metrics_once(simulator: Simulator, run_exporter: Any) -> None:  # fmt: skip
+    """The /probe job for every instance and the other job's kept /metrics series: together
+    every metric of /metrics, none of them from both jobs."""
+    probe, own = probe_setup()
+    assert "greenapi" in own["job_name"]  # so that GreenApiExporterDown watches it too
+    [keep] = own["metric_relabel_configs"]
+    assert keep["source_labels"] == ["__name__"] and keep["action"] == "keep"
+    exporter = run_exporter(simulator.exporter_config(poll_interval="1s"))
+    exporter.wait_ready()
+    everything = {name for name, _ in exporter.scrape("/metrics")}
+    kept = {name for name in everything if re.fullmatch(keep["regex"], name)}  # anchored
+    probed: set[str] = set()
+    for instance in simulator.exporter_config()["instances"]:
+        path = f"{probe['metrics_path']}?target={instance['name']}"
+        probed |= {name for name, _ in exporter.scrape(path)}
+    assert kept and probed
+    assert not kept & probed
+    assert everything <= kept | probed
+
+
+def test_the_compose_prometheus_scrapes_the_compose_exporter_once() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "--config.file=/etc/prometheus/prometheus.compose.yml" in " ".join(
+        compose["services"]["prometheus"]["command"]
+    )
+    config = yaml.safe_load((PROMETHEUS / "prometheus.compose.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert "greenapi" in job["job_name"]
+    assert job["static_configs"] == [{"targets": ["exporter:9935"]}]
+    assert "exporter" in compose["services"]
 
 
 # --- alerts -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Write prometheusrule.yaml (a Prometheus Operator PrometheusRule) from prometheus/alerts.yml.
+"""Write the PrometheusRule of the prometheus-operator component from prometheus/alerts.yml.
 
     python deploy/kubernetes/make_rule.py          # rewrite it
     python deploy/kubernetes/make_rule.py --check  # exit 1 if it is out of date (the tests run this)
@@ -13,7 +13,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent.parent / "prometheus" / "alerts.yml"
-TARGET = HERE / "prometheusrule.yaml"
+TARGET = HERE / "components" / "prometheus-operator" / "prometheusrule.yaml"
 
 
 def render() -> str:
@@ -24,7 +24,10 @@ def render() -> str:
         "metadata": {"name": "greenapi-exporter", "labels": {"app.kubernetes.io/name": "greenapi-exporter"}},
         "spec": {"groups": groups},
     }
-    header = "# Generated from prometheus/alerts.yml by make_rule.py: edit that file, not this one.\n"
+    header = (
+        "# Generated from prometheus/alerts.yml by deploy/kubernetes/make_rule.py: edit that file,\n"
+        "# not this one. The `release` label is added by kustomization.yaml beside this file.\n"
+    )
     return header + yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
 
 
