@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,10 +19,14 @@ import yaml
 from exporter.simulator import (
     DEMO_UNDELIVERED_AFTER,
     FAULT_MODES,
+    FAULTS,
+    ROUTES,
+    Route,
     SimulatedInstance,
     Simulator,
     main,
 )
+from exporter.simulator.control import ROUTES_IN_ORDER
 
 NOW = 1_800_000_000.0
 
@@ -839,3 +845,274 @@ def test_the_help_lists_the_control_api(capsys: pytest.CaptureFixture[str]) -> N
     for action in ("messages", "incoming", "fault", "state", "queue", "outages", "stalls",
                    "statuses", "requests"):  # fmt: skip
         assert f"/_sim/instances/{{x}}/{action}" in text, action
+
+
+# --- the control API: a route table, documented by --help --------------------------------
+
+
+def control(sim: Simulator, verb: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:  # fmt: skip
+    return requests.request(verb, sim.url + path, json=body, timeout=5, **kwargs)
+
+
+def flat(text: str) -> str:
+    """``text`` with every run of white space one space: the help wraps long lines."""
+    return " ".join(text.split())
+
+
+def help_text(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_help_documents_every_control_route_with_its_body_and_effect(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = help_text(capsys)
+    for route in ROUTES.values():
+        assert f"  {route.verb:<6} {route.path}\n" in text, (route.verb, route.path)
+        assert flat(route.effect) in flat(text), route.path
+        if route.body is not None:
+            assert flat(f"body: {route.body.shape}") in flat(text), route.path
+
+
+def test_the_help_documents_every_fault_mode_with_its_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = flat(help_text(capsys))
+    for mode in FAULTS.values():
+        assert f"{mode.name} {flat(mode.effect)}" in text, mode.name
+        for param in mode.params:
+            assert f"{param.name}: {param.kind.name}" in text, (mode.name, param.name)
+    assert "curl -X PUT 127.0.0.1:8080/_sim/instances/" in text
+
+
+def test_python_dash_m_exporter_simulator_prints_the_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "exporter.simulator", "--help"],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: greenapi-simulator")
+    assert "PUT    /_sim/instances/{x}/fault" in result.stdout and "duplicate_ids" in result.stdout
+
+
+def test_every_route_of_the_table_has_its_own_verb_and_path() -> None:
+    assert len(ROUTES) == len(ROUTES_IN_ORDER)
+    assert all(key == (route.verb, route.path) for key, route in ROUTES.items())
+
+
+@pytest.mark.parametrize(
+    ("verb", "path"),
+    [
+        ("PUT", "/_sim/instances/sim-1/gremlins"),
+        ("DELETE", "/_sim/instances/sim-1/state"),  # a known path, not with this verb
+        ("GET", "/_sim/instances/sim-1/fault"),
+        ("PUT", "/_sim/instances/sim-1/fault/extra"),
+        ("GET", "/_sim/elsewhere"),
+    ],
+)
+def test_an_unknown_control_route_is_404(sim: Simulator, verb: str, path: str) -> None:
+    answer = control(sim, verb, path, {"mode": "hang"})
+    assert answer.status_code == 404
+    assert f"no control route {verb} {path}" in answer.json()["error"]
+    assert journal(sim).status_code == 200  # and nothing was changed
+
+
+@pytest.mark.parametrize("path", ["/_sim/instances/nobody", "/_sim/instances/nobody/requests"])
+def test_a_route_to_an_unknown_instance_is_404_naming_it(sim: Simulator, path: str) -> None:
+    answer = control(sim, "GET", path)
+    assert answer.status_code == 404 and "'nobody'" in answer.json()["error"]
+
+
+BODY_ROUTES = [route for route in ROUTES.values() if route.body is not None]
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES, ids=lambda r: f"{r.verb} {r.path}")
+def test_a_body_of_the_wrong_shape_is_400_saying_what_was_expected(sim: Simulator, route: Route) -> None:  # fmt: skip
+    assert route.body is not None
+    path = route.path.replace("{x}", "sim-1")
+    for wrong in ("nonsense", None):
+        answer = control(sim, route.verb, path, wrong)
+        assert answer.status_code == 400, (wrong, answer.text)
+        assert route.body.shape in answer.json()["error"]
+    answer = control(sim, route.verb, path, data=b"{not json")
+    assert answer.status_code == 400 and route.body.shape in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "problem"),
+    [
+        ("outages", {"start": 0, "duration": 60}, "unknown key 'start'"),
+        ("stalls", {"start_in": "now", "duration": 60}, "start_in must be seconds, not 'now'"),
+        ("queue", {"count": -1}, "count must be 0 to 100000, not -1"),
+        ("state", {}, "state is missing"),
+        ("rate", {"per_second": True}, "per_second must be number >= 0"),
+        ("burst", {"count": 2.5}, "count must be 0 to 100000"),
+    ],
+)
+def test_a_key_that_is_unknown_missing_or_of_the_wrong_kind_is_400_naming_it(
+    sim: Simulator, action: str, body: dict[str, Any], problem: str
+) -> None:
+    answer = control(sim, "PUT", f"/_sim/instances/sim-1/{action}", body)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(f"{action}: {problem}")
+    assert "expected {" in answer.json()["error"]
+
+
+def test_fault_parameters_are_checked_against_the_fault_table(sim: Simulator) -> None:
+    with pytest.raises(ValueError, match="fault status: code must be 100 to 599, not '502'"):
+        sim.set_fault("sim-1", "status", code="502")
+    with pytest.raises(
+        ValueError, match=re.escape("fault delay: unknown key 'secs' (known: seconds)")
+    ):
+        sim.set_fault("sim-1", "delay", secs=3)
+    answer = control(sim, "PUT", "/_sim/instances/sim-1/fault", {"mode": "huge", "megabytes": 0})
+    assert answer.status_code == 400
+    assert FAULTS["huge"].shape in answer.json()["error"]
+    assert isinstance(journal(sim).json(), list)  # no fault was set
+
+
+# --- the control API drives the demo's story: looking, bursts, rates, undoing ----------------
+
+
+def test_the_instance_summary_shows_what_the_api_answers_and_the_knobs(
+    timed: Simulator, clock: Clock
+) -> None:
+    base = "/_sim/instances/sim-1"
+    assert control(
+        timed, "PUT", base + "/fault", {"mode": "delay", "method": "getStateInstance"}
+    ).ok
+    assert control(timed, "PUT", base + "/outages", {"start_in": 10, "duration": 60}).ok
+    clock.now += 30
+    summary = control(timed, "GET", base).json()
+    assert summary["name"] == "sim-1" and summary["id_instance"] == "1101000001"
+    assert summary["state"] == "notAuthorized"
+    assert summary["queue"] == queue(timed) > 0
+    assert summary["fault"] == {"mode": "delay", "method": "getStateInstance", "seconds": 5}
+    assert summary["outages"] == {"start_in": -20, "duration": 60, "period": None}
+    assert summary["stalls"] is None and summary["rate_per_second"] == 0.1
+    assert control(timed, "GET", "/_sim/instances/1101000001").json() == summary
+
+
+@pytest.fixture
+def silent(clock: Clock) -> Iterator[Simulator]:
+    """One instance on a fake clock that generates nothing by itself."""
+    simulator = Simulator(instances=1, seed=4, rate=0, rate_limit=False, clock=clock)
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+def test_a_burst_is_queued_at_once_and_leaves_one_a_second(silent: Simulator, clock: Clock) -> None:  # fmt: skip
+    assert control(silent, "PUT", "/_sim/instances/sim-1/burst", {"count": 5}).ok
+    assert queue(silent) == 5 and sent_ids(silent) == set()
+    clock.now = NOW + 7  # ready within 2 s, then one a second
+    sent = call(silent, "lastOutgoingMessages").json()
+    assert len(sent) == 5 and queue(silent) == 0
+    timestamps = sorted(e["timestamp"] for e in sent)
+    assert timestamps[-1] - timestamps[0] >= 4
+
+
+def test_a_burst_while_not_authorized_waits_then_drains_one_a_second(
+    silent: Simulator, clock: Clock
+) -> None:
+    base = "/_sim/instances/sim-1"
+    assert control(silent, "PUT", base + "/state", {"state": "notAuthorized"}).ok
+    assert control(silent, "PUT", base + "/burst", {"count": 20}).ok
+    clock.now = NOW + 300
+    assert queue(silent) == 20 and sent_ids(silent) == set()
+    assert control(silent, "PUT", base + "/state", {"state": "authorized"}).ok
+    clock.now = NOW + 300 + 9.5
+    assert len(sent_ids(silent)) == 10 and queue(silent) == 10
+
+
+def test_the_rate_changes_the_traffic_from_now_on(clock: Clock) -> None:
+    def traffic() -> tuple[list[Any], set[str]]:
+        clock.now = NOW
+        fleet = Simulator(instances=1, seed=4, rate=0, clock=clock)
+        fleet.set_rate("sim-1", 2)
+        clock.now = NOW + 60
+        fleet.set_rate("sim-1", 0)
+        instance = fleet.instances[0]
+        sent_by_then = {e["idMessage"] for e in instance.journal(NOW + 63, 1440, 5000)}
+        return instance.journal(NOW + 600, 1440, 5000), sent_by_then
+
+    elements, sent_by_then = traffic()
+    assert 80 < len(elements) < 160  # two a second for a minute
+    assert {e["idMessage"] for e in elements} == sent_by_then  # none since the rate was 0
+    assert traffic() == (elements, sent_by_then)  # the same seed, clock and calls: the same
+
+
+def test_the_control_api_sets_the_rate(silent: Simulator, clock: Clock) -> None:
+    assert control(silent, "PUT", "/_sim/instances/sim-1/rate", {"per_second": 1}).ok
+    assert control(silent, "GET", "/_sim/instances/sim-1").json()["rate_per_second"] == 1
+    clock.now = NOW + 120
+    assert len(sent_ids(silent)) > 60
+
+
+@pytest.mark.parametrize(
+    ("action", "method"),
+    [("messages", "lastOutgoingMessages"), ("incoming", "lastIncomingMessages")],
+)
+def test_deleting_scripted_elements_brings_the_generated_ones_back(
+    timed: Simulator, clock: Clock, action: str, method: str
+) -> None:
+    generated_now = call(timed, method).json()
+    assert generated_now  # replies too: ten minutes of history, some of it read and answered
+    assert control(timed, "PUT", f"/_sim/instances/sim-1/{action}", [{"idMessage": "x"}]).ok
+    assert call(timed, method).json() == [{"idMessage": "x"}]
+    assert control(timed, "DELETE", f"/_sim/instances/sim-1/{action}").ok
+    assert call(timed, method).json() == generated_now
+
+
+def test_deleting_the_outages_authorizes_the_instance_now(timed: Simulator, clock: Clock) -> None:
+    base = "/_sim/instances/sim-1"
+    assert control(timed, "PUT", base + "/outages", {"start_in": 0, "duration": 600}).ok
+    clock.now = NOW + 120
+    assert state(timed) == {"stateInstance": "notAuthorized"} and queue(timed) > 5
+    assert control(timed, "DELETE", base + "/outages").ok
+    assert state(timed) == {"stateInstance": "authorized"}
+    assert control(timed, "GET", base).json()["outages"] is None
+    clock.now = NOW + 120 + 30
+    assert queue(timed) <= 2  # drained one a second
+
+
+def test_deleting_the_stalls_releases_what_they_held_within_a_minute(
+    timed: Simulator, clock: Clock
+) -> None:
+    base = "/_sim/instances/sim-1"
+    assert control(timed, "PUT", base + "/stalls", {"start_in": 0, "duration": 3600}).ok
+    clock.now = NOW + 300
+    held = {e["idMessage"] for e in call(timed, "lastOutgoingMessages").json()
+            if e["statusMessage"] == "sent" and e["timestamp"] >= NOW}  # fmt: skip
+    assert len(held) > 10
+    assert control(timed, "DELETE", base + "/stalls").ok
+    clock.now = NOW + 300 + 61
+    after = by_id(call(timed, "lastOutgoingMessages").json())
+    delivered = [key for key in held if after[key]["statusMessage"] in DELIVERED]
+    assert len(delivered) > len(held) * 0.9  # all but the few recipients who are offline
+
+
+def test_the_control_api_brings_the_demo_story_forward(clock: Clock) -> None:
+    demo = Simulator.demo(clock=clock)
+    demo.rate_limit = False  # the fake clock does not move between requests
+    demo.start()
+    try:
+        support = "/_sim/instances/support-bot"
+        assert control(demo, "GET", support).json()["state"] == "authorized"
+        assert control(demo, "PUT", support + "/outages", {"start_in": 0, "duration": 600}).ok
+        assert control(demo, "PUT", support + "/burst", {"count": 30}).ok
+        summary = control(demo, "GET", support).json()
+        assert summary["state"] == "notAuthorized" and summary["queue"] >= 30
+        clock.now = NOW + 60  # a minute of the demo's traffic, 0.25 a second, queued as well
+        assert control(demo, "GET", support).json()["queue"] >= 30 + 10
+    finally:
+        demo.stop()
+
+
+def test_every_control_route_is_in_the_readme() -> None:
+    from exporter.simulator import ROUTES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for verb, path in ROUTES:
+        assert f"`{verb} {path}`" in readme, (verb, path)
