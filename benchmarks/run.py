@@ -49,12 +49,13 @@ from exporter.app import Exporter  # noqa: E402
 from exporter.cli import ENV_PREFIX  # noqa: E402
 from exporter.client import RESULTS, GreenApiClient  # noqa: E402
 from exporter.collector import ExporterSnapshot, GreenApiCollector, instance_families  # noqa: E402
+from exporter.collectors import CollectorStatus, Reading  # noqa: E402
+from exporter.collectors.state import INSTANCE_STATES  # noqa: E402
 from exporter.config import COLLECTORS, parse_config  # noqa: E402
 from exporter.exposition import OPENMETRICS, TEXT, Exposition, finish, render  # noqa: E402
 from exporter.journal import journal_from_elements, parse_journal  # noqa: E402
 from exporter.memory import TRIM_MIN_INTERVAL, Allocator  # noqa: E402
-from exporter.poller import CollectorStatus, InstanceSnapshot  # noqa: E402
-from exporter.status import INSTANCE_STATES  # noqa: E402
+from exporter.poller import InstanceSnapshot  # noqa: E402
 from exporter.tracker import (  # noqa: E402
     LAG_BUCKETS,
     OUTCOMES,
@@ -275,32 +276,26 @@ def _instance(index: int, tracker: TrackerSnapshot, incoming: IncomingSnapshot) 
          for c in collect}
     )  # fmt: skip
     labels = (("env", "prod"), ("team", f"t{index % 7}")) if index % 3 else (("team", f"t{index % 7}"),)  # fmt: skip
+    journal_status = CollectorStatus(
+        result, "answer not complete within 20s" if failing else "", SECOND_POLL, 0.2,
+        SECOND_POLL - (3600 if failing else 0),
+    )  # fmt: skip
+    ok = CollectorStatus("success", "", SECOND_POLL, 0.05, SECOND_POLL)
+    values: dict[str, object] = {
+        "outgoing": tracker,
+        "state": INSTANCE_STATES[1] if index % 20 == 0 else INSTANCE_STATES[0],
+        "queue": index % 13,
+        "incoming": incoming,
+    }
+    readings = {c: Reading(journal_status if c == "outgoing" else ok, values[c]) for c in collect}
     return InstanceSnapshot(
         name=f"bot-{index}",
         id_instance=f"{1101000000 + index}",
         labels=labels,
         window_seconds=86400,
         collect=collect,
-        polled=True,
-        up=not failing,
-        last_result=result,
-        last_error="answer not complete within 20s" if failing else "",
-        last_poll_timestamp=SECOND_POLL,
-        last_poll_duration=0.2,
-        last_success_timestamp=SECOND_POLL - (3600 if failing else 0),
         polls_total=polls,
-        tracker=tracker,
-        collectors=MappingProxyType(
-            {
-                c: CollectorStatus(result if c == "outgoing" else "success", "", SECOND_POLL)
-                for c in collect
-            }
-        ),
-        state=(INSTANCE_STATES[1] if index % 20 == 0 else INSTANCE_STATES[0])
-        if "state" in collect
-        else None,
-        send_queue=index % 13 if "queue" in collect else None,
-        incoming=incoming if "incoming" in collect else IncomingSnapshot(),
+        readings=MappingProxyType(readings),
     )
 
 
@@ -347,7 +342,11 @@ def bench_render(repeats: int) -> list[Row]:
     def polls() -> None:  # in the poll threads, right after each poll
         for index in range(changed):
             previous = instances[index]
-            instances[index] = replace(previous, last_poll_duration=previous.last_poll_duration + 1)
+            journal = previous.reading("outgoing")
+            assert journal.status is not None
+            status = replace(journal.status, duration=journal.status.duration + 1)
+            readings = {**previous.readings, "outgoing": Reading(status, journal.value)}
+            instances[index] = replace(previous, readings=MappingProxyType(readings))
             exposition.refresh(instances[index], snapshot.label_names)
 
     warm: dict[str, list[float]] = {TEXT: [], OPENMETRICS: []}

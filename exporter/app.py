@@ -49,21 +49,24 @@ class Exporter:
     ) -> None:
         self._load = load
         self._secrets = secrets or Secrets()
-        self._clock = clock
+        self._clock = clock  # UNIX time
+        self._monotonic = time.monotonic  # the pollers' and the scheduler's one "now"
         self._reload_lock = threading.Lock()
         self._allocator = allocator or Allocator()
         config = load()  # raises ConfigError: the caller reports it and exits 1
         self._secrets.add(config.secrets())
         self._start_time = clock()
         self._client = client or GreenApiClient(pool_size=config.concurrency)
-        self._scheduler = Scheduler(config.concurrency, self._poll)
+        self._scheduler = Scheduler(config.concurrency, self._poll, clock=self._monotonic)
         self._keys: dict[int, str] = {}  # id(poller) → scheduler key, for live pollers
         self._serials = itertools.count()
         self.exposition = Exposition()
         self._reload_successful = True
         self._reload_success_timestamp = self._start_time
         pollers = {
-            instance.name: InstancePoller(instance, baseline_before=self._start_time)
+            instance.name: InstancePoller(
+                instance, baseline_before=self._start_time, monotonic=self._monotonic
+            )
             for instance in config.instances
         }
         if config.state_file:
@@ -111,7 +114,7 @@ class Exporter:
 
     def start(self) -> None:
         for poller in self._pollers.values():
-            self._scheduler.schedule(self._key(poller), poller.first_delay())
+            self._scheduler.schedule(self._key(poller), self._monotonic() + poller.first_delay())
         self._scheduler.start()
         self._saver = threading.Thread(target=self._save_loop, name="state-saver", daemon=True)
         self._saver.start()
@@ -128,7 +131,7 @@ class Exporter:
         name = key.rpartition("#")[0]
         poller = self._pollers.get(name)
         if poller is None or self._keys.get(id(poller)) != key:  # removed or replaced
-            return 60.0
+            return self._monotonic() + 60.0
         try:
             return poller.poll(self._client)
         finally:
@@ -188,7 +191,9 @@ class Exporter:
             else:
                 # A new instance (or a name now pointing at another id) starts from a
                 # baseline, exactly like at start-up.
-                poller = InstancePoller(instance, baseline_before=self._clock())
+                poller = InstancePoller(
+                    instance, baseline_before=self._clock(), monotonic=self._monotonic
+                )
                 added += 1
             new[instance.name] = poller
         replaced = [p for name, p in old.items() if new.get(name) is not p]
@@ -199,11 +204,13 @@ class Exporter:
             if name not in old:
                 # A new name: spread like at start-up, so a reload adding many does not
                 # fire them together.
-                self._scheduler.schedule(self._key(poller), poller.first_delay())
+                self._scheduler.schedule(
+                    self._key(poller), self._monotonic() + poller.first_delay()
+                )
             elif old[name] is not poller:
-                self._scheduler.schedule(self._key(poller), 0.0)  # repointed: poll it now
+                self._scheduler.schedule(self._key(poller), self._monotonic())  # repointed: now
         for poller in now_due:
-            self._scheduler.schedule(self._key(poller), poller.next_delay())
+            self._scheduler.schedule(self._key(poller), poller.next_time())
         self._scheduler.set_concurrency(config.concurrency)
         return f"{kept} kept, {added} added, {len(old) - kept} removed or replaced"
 

@@ -34,9 +34,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter.client import RESULTS
+from exporter.collectors import BY_NAME, COLLECTORS, FamilySpec
 from exporter.poller import InstanceSnapshot
-from exporter.status import INSTANCE_STATES
-from exporter.tracker import LAG_BUCKETS, OUTCOMES, Histogram
+from exporter.tracker import LAG_BUCKETS, Histogram
 
 
 @dataclass(frozen=True)
@@ -52,75 +52,12 @@ class ExporterSnapshot:
 
 _BASE_LABELS = ("name", "id_instance")
 
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """One per-instance metric family: its full name (as the README spells it), type, help
-    text and the labels it adds to ``name``, ``id_instance`` and the static labels."""
-
-    name: str
-    kind: str  # "gauge", "counter" or "histogram"
-    documentation: str
-    labels: tuple[str, ...] = ()
-
-
-# Every per-instance family, in exposition order. The only place a name is declared.
-FAMILIES: tuple[FamilySpec, ...] = (
-    FamilySpec("greenapi_up", "gauge",
-               "1 if the last poll of the outgoing journal succeeded, else 0."),
-    FamilySpec("greenapi_poll_duration_seconds", "gauge", "Duration of the last poll in seconds."),
-    FamilySpec("greenapi_last_poll_success_timestamp_seconds", "gauge",
-               "UNIX time when the last successful poll ended."),
-    FamilySpec("greenapi_polls_total", "counter",
-               "Requests to GREEN-API by collector (outgoing is the journal) and result.",
-               ("result", "collector")),
-    FamilySpec("greenapi_outgoing_window_messages", "gauge",
-               "Messages in the journal window by status and type.", ("status", "message_type")),
-    FamilySpec("greenapi_outgoing_window_send_by_api_messages", "gauge",
-               "Messages in the window sent through the API."),
-    FamilySpec("greenapi_outgoing_window_send_by_api_ratio", "gauge",
-               "Share of the window's messages sent through the API."),
-    FamilySpec("greenapi_outgoing_window_forwarded_messages", "gauge",
-               "Forwarded messages in the window."),
-    FamilySpec("greenapi_outgoing_undelivered_messages", "gauge",
-               "Messages still sent or pending for longer than undelivered_after."),
-    FamilySpec("greenapi_outgoing_oldest_undelivered_timestamp_seconds", "gauge",
-               "UNIX send time of the oldest undelivered message; absent when there is none."),
-    FamilySpec("greenapi_outgoing_last_message_timestamp_seconds", "gauge",
-               "Newest message timestamp in the window."),
-    FamilySpec("greenapi_outgoing_window_truncated", "gauge",
-               "1 if the last response reached max_messages and older messages may be missing."),
-    FamilySpec("greenapi_outgoing_window_seconds", "gauge",
-               "The configured journal window in seconds."),
-    FamilySpec("greenapi_outgoing_invalid_messages", "gauge",
-               "Elements of the last response that could not be used."),
-    FamilySpec("greenapi_outgoing_messages_total", "counter",
-               "Distinct outgoing messages seen for the first time.",
-               ("message_type", "send_by_api")),
-    FamilySpec("greenapi_outgoing_status_reached_total", "counter",
-               "Messages seen at a status for the first time (read implies delivered and sent).",
-               ("status",)),
-    FamilySpec("greenapi_outgoing_forwarded_messages_total", "counter",
-               "Distinct forwarded messages seen."),
-    FamilySpec("greenapi_outgoing_delivery_outcomes_total", "counter",
-               "Counted messages by how they stood undelivered_after after they were sent: "
-               "in_time, late, failed or no_status.", ("outcome",)),
-    FamilySpec("greenapi_outgoing_delivery_lag_seconds", "histogram",
-               "Seconds from sent to first seen delivered or read."),
-    FamilySpec("greenapi_outgoing_read_lag_seconds", "histogram",
-               "Seconds from sent to first seen read."),
-    FamilySpec("greenapi_instance_state", "gauge",
-               "1 for the instance's current stateInstance, 0 for the other known states.",
-               ("state",)),
-    FamilySpec("greenapi_send_queue_messages", "gauge",
-               "Messages waiting in the instance's send queue."),
-    FamilySpec("greenapi_incoming_window_messages", "gauge",
-               "Incoming messages in the window by type.", ("message_type",)),
-    FamilySpec("greenapi_incoming_messages_total", "counter",
-               "Distinct incoming messages seen for the first time.", ("message_type",)),
-    FamilySpec("greenapi_incoming_last_message_timestamp_seconds", "gauge",
-               "Newest incoming message timestamp in the window."),
-)  # fmt: skip
+# The requests of every collector, by result; then each collector's own families, in the
+# registry's order. The only place the exposition's order is decided.
+POLLS = FamilySpec("greenapi_polls_total", "counter",
+                   "Requests to GREEN-API by collector (outgoing is the journal) and result.",
+                   ("result", "collector"))  # fmt: skip
+FAMILIES: tuple[FamilySpec, ...] = (POLLS, *(f for c in COLLECTORS for f in c.families))
 
 _FAMILY_CLASSES = {
     "gauge": GaugeMetricFamily,
@@ -130,118 +67,45 @@ _FAMILY_CLASSES = {
 
 
 class _Families:
-    """The per-instance metric families of one scrape, filled instance by instance."""
+    """The per-instance metric families of one scrape, filled instance by instance: the
+    :class:`~exporter.collectors.SampleSink` the collectors write their samples to."""
 
     def __init__(self, label_names: Sequence[str]) -> None:
         base = [*_BASE_LABELS, *label_names]
-        self._by_name: dict[str, Metric] = {
-            spec.name: _FAMILY_CLASSES[spec.kind](
+        self._gauges: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._histograms: dict[str, HistogramMetricFamily] = {}
+        self._all: list[Metric] = []
+        for spec in FAMILIES:
+            family = _FAMILY_CLASSES[spec.kind](
                 spec.name, spec.documentation, labels=[*base, *spec.labels]
             )
-            for spec in FAMILIES
-        }
+            if isinstance(family, HistogramMetricFamily):
+                self._histograms[spec.name] = family
+            else:
+                self._gauges[spec.name] = family
+            self._all.append(family)
 
     def all(self) -> list[Metric]:
-        return list(self._by_name.values())
+        return list(self._all)
 
     def add(self, instance: InstanceSnapshot, label_names: Sequence[str]) -> None:
         static = dict(instance.labels)
         labels = [instance.name, instance.id_instance, *(static.get(k, "") for k in label_names)]
-        sample = self._sample
         for collector, counts in instance.polls_total.items():
             for result in RESULTS:
-                sample("greenapi_polls_total", [*labels, result, collector], counts.get(result, 0))
-        if "outgoing" in instance.collect:
-            self._add_outgoing(instance, labels)
-        if "state" in instance.collect and instance.state is not None:
-            for state in INSTANCE_STATES:
-                value = 1.0 if state == instance.state else 0.0
-                sample("greenapi_instance_state", [*labels, state], value)
-        if "queue" in instance.collect and instance.send_queue is not None:
-            sample("greenapi_send_queue_messages", labels, instance.send_queue)
-        if "incoming" in instance.collect:
-            self._add_incoming(instance, labels)
+                self.sample(POLLS.name, [*labels, result, collector], counts.get(result, 0))
+        for name in instance.collect:
+            BY_NAME[name].add_samples(instance.reading(name), instance.window_seconds, labels, self)
 
-    def _sample(self, family: str, labels: Sequence[str], value: float) -> None:
-        metric = self._by_name[family]
-        assert isinstance(metric, (GaugeMetricFamily, CounterMetricFamily))
-        metric.add_metric(labels, value)
+    def sample(self, family: str, labels: Sequence[str], value: float) -> None:
+        self._gauges[family].add_metric(labels, value)
 
-    def _histogram(self, family: str, labels: list[str], histogram: Histogram) -> None:
-        metric = self._by_name[family]
-        assert isinstance(metric, HistogramMetricFamily)
+    def histogram(self, family: str, labels: Sequence[str], histogram: Histogram) -> None:
         buckets = [
             (_le(bound), count) for bound, count in zip(LAG_BUCKETS, histogram.buckets, strict=True)
         ]
         buckets.append(("+Inf", histogram.count))
-        metric.add_metric(labels, buckets, histogram.total)
-
-    def _add_outgoing(self, instance: InstanceSnapshot, labels: list[str]) -> None:
-        sample = self._sample
-        sample("greenapi_outgoing_window_seconds", labels, instance.window_seconds)
-        if instance.polled:
-            sample("greenapi_up", labels, 1.0 if instance.up else 0.0)
-            sample("greenapi_poll_duration_seconds", labels, instance.last_poll_duration)
-        if instance.last_success_timestamp is not None:
-            sample(
-                "greenapi_last_poll_success_timestamp_seconds",
-                labels,
-                instance.last_success_timestamp,
-            )
-
-        tracker = instance.tracker
-        for (message_type, send_by_api), count in sorted(tracker.messages_total.items()):
-            by_api = "true" if send_by_api else "false"
-            sample("greenapi_outgoing_messages_total", [*labels, message_type, by_api], count)
-        for status, count in sorted(tracker.status_reached.items()):
-            sample("greenapi_outgoing_status_reached_total", [*labels, status], count)
-        sample("greenapi_outgoing_forwarded_messages_total", labels, tracker.forwarded_total)
-        for outcome in OUTCOMES:
-            count = tracker.outcomes.get(outcome, 0)
-            sample("greenapi_outgoing_delivery_outcomes_total", [*labels, outcome], count)
-        self._histogram("greenapi_outgoing_delivery_lag_seconds", labels, tracker.delivery_lag)
-        self._histogram("greenapi_outgoing_read_lag_seconds", labels, tracker.read_lag)
-
-        window = tracker.window
-        if window is None:  # no successful poll yet: the window is not known
-            return
-        for (status, message_type), count in sorted(window.by_status_type.items()):
-            sample("greenapi_outgoing_window_messages", [*labels, status, message_type], count)
-        sample("greenapi_outgoing_window_send_by_api_messages", labels, window.send_by_api)
-        if window.messages:
-            ratio = window.send_by_api / window.messages
-            sample("greenapi_outgoing_window_send_by_api_ratio", labels, ratio)
-        sample("greenapi_outgoing_window_forwarded_messages", labels, window.forwarded)
-        sample("greenapi_outgoing_undelivered_messages", labels, window.undelivered)
-        if window.oldest_undelivered_timestamp is not None:
-            sample(
-                "greenapi_outgoing_oldest_undelivered_timestamp_seconds",
-                labels,
-                window.oldest_undelivered_timestamp,
-            )
-        if window.last_message_timestamp is not None:
-            sample(
-                "greenapi_outgoing_last_message_timestamp_seconds",
-                labels,
-                window.last_message_timestamp,
-            )
-        sample("greenapi_outgoing_window_truncated", labels, 1.0 if window.truncated else 0.0)
-        sample("greenapi_outgoing_invalid_messages", labels, window.invalid)
-
-    def _add_incoming(self, instance: InstanceSnapshot, labels: list[str]) -> None:
-        incoming = instance.incoming
-        sample = self._sample
-        for message_type, count in sorted(incoming.messages_total.items()):
-            sample("greenapi_incoming_messages_total", [*labels, message_type], count)
-        if incoming.window is not None:
-            for message_type, count in sorted(incoming.window.items()):
-                sample("greenapi_incoming_window_messages", [*labels, message_type], count)
-        if incoming.last_message_timestamp is not None:
-            sample(
-                "greenapi_incoming_last_message_timestamp_seconds",
-                labels,
-                incoming.last_message_timestamp,
-            )
+        self._histograms[family].add_metric(labels, buckets, histogram.total)
 
 
 def _le(bound: float) -> str:
@@ -311,9 +175,12 @@ def exporter_families(snapshot: ExporterSnapshot | None) -> Iterator[Metric]:
     if snapshot is not None:
         build.add_metric([snapshot.version], 1.0)
         instances.add_metric([], len(snapshot.instances))
-        tracked.add_metric(
-            [], sum(i.tracker.tracked + i.incoming.tracked for i in snapshot.instances)
+        held = sum(
+            BY_NAME[name].tracked(instance.reading(name).value)
+            for instance in snapshot.instances
+            for name in instance.collect
         )
+        tracked.add_metric([], held)
         reload_ok.add_metric([], 1.0 if snapshot.reload_successful else 0.0)
         reload_time.add_metric([], snapshot.reload_success_timestamp)
     yield from (build, instances, tracked, reload_ok, reload_time)

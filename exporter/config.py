@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from exporter import collectors
 from exporter.redaction import NOT_UTF8, UnreadableFile, read_small_file, redact
 
 # Label names the exporter itself puts on series (and Prometheus's target labels): a static
@@ -45,17 +46,8 @@ OWN_LABELS: frozenset[str] = frozenset(
      "state", "le", "quantile", "version", "job", "instance"}
 )  # fmt: skip
 
-# What `collect:` can list, in the order an instance's requests are made, and the GREEN-API
-# method each one calls.
-COLLECTORS: tuple[str, ...] = ("outgoing", "state", "queue", "incoming")
-COLLECTOR_METHODS: Mapping[str, str] = {
-    "outgoing": "lastOutgoingMessages",
-    "state": "getStateInstance",
-    "queue": "getMessagesCount",
-    "incoming": "lastIncomingMessages",
-}
-# The journal methods: they take ?minutes= and count against the plan's monthly quota.
-JOURNAL_COLLECTORS = frozenset({"outgoing", "incoming"})
+# What `collect:` can list, in the order an instance's requests are made: the registry.
+COLLECTORS: tuple[str, ...] = collectors.NAMES
 DEFAULT_API_URL = "https://api.green-api.com"
 DEFAULT_CONCURRENCY = 8
 MIN_POLL_INTERVAL = 1.0  # GREEN-API allows one request per second per instance and method
@@ -472,7 +464,7 @@ class Settings:
     @property
     def journal_methods(self) -> int:
         """Journal methods fetched per poll: the plan's quota counts these."""
-        return sum(1 for c in self.collect if c in JOURNAL_COLLECTORS)
+        return sum(1 for c in self.collect if collectors.BY_NAME[c].journal)
 
     @property
     def monthly_calls(self) -> int:
@@ -564,10 +556,6 @@ class InstanceConfig:
         :meth:`redacted_url`."""
         return self._url(collector, self.api_token)
 
-    def method_params(self, collector: str) -> dict[str, str]:
-        """The query of a collector's request: the journals take the window in minutes."""
-        return {"minutes": str(self.window_minutes)} if collector in JOURNAL_COLLECTORS else {}
-
     def journal_url(self) -> str:
         """The outgoing journal's request URL (contains the token)."""
         return self.method_url("outgoing")
@@ -577,7 +565,7 @@ class InstanceConfig:
         return self._url(collector, "<redacted>")
 
     def _url(self, collector: str, token: str) -> str:
-        method = COLLECTOR_METHODS[collector]
+        method = collectors.BY_NAME[collector].method
         return f"{self.settings.api_url}/waInstance{self.id_instance}/{method}/{token}"
 
 

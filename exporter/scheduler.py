@@ -17,7 +17,8 @@ from collections.abc import Callable
 log = logging.getLogger("exporter.scheduler")
 
 PollFunction = Callable[[str], float]
-"""Polls the instance with this key and returns the seconds until its next poll."""
+"""Polls the instance with this key and returns when to poll it next, in the scheduler's
+clock (the pollers' own monotonic clock: one "now" for both)."""
 
 
 class Scheduler:
@@ -33,6 +34,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}  # authoritative; heap entries that disagree are stale
         self._running: set[str] = set()
+        self._requested: dict[str, float] = {}  # schedule() calls made while a poll ran
         self._sequence = itertools.count()
         self._workers: list[threading.Thread] = []
         self._stopping = False
@@ -59,16 +61,21 @@ class Scheduler:
                 self._grow_locked()
             self._cond.notify_all()
 
-    def schedule(self, key: str, delay: float) -> None:
-        """Poll ``key`` after ``delay`` seconds (add it, or move its next poll)."""
+    def schedule(self, key: str, at: float) -> None:
+        """Poll ``key`` at ``at``, a time of the scheduler's clock (add it, or move its next
+        poll). A poll of ``key`` in flight finishes first; the earlier of the two times wins."""
         with self._cond:
-            self._push_locked(key, self._clock() + delay)
+            if key in self._running:
+                self._requested[key] = min(at, self._requested.get(key, at))
+            else:
+                self._push_locked(key, at)
             self._cond.notify()
 
     def remove(self, key: str) -> None:
         """Stop polling ``key``; a poll of it in flight finishes and is not rescheduled."""
         with self._cond:
             self._due.pop(key, None)
+            self._requested.pop(key, None)
 
     def _push_locked(self, key: str, due: float) -> None:
         self._due[key] = due
@@ -88,16 +95,16 @@ class Scheduler:
             key = self._next_key(index)
             if key is None:
                 return
-            started = self._clock()
             try:
-                delay = self._poll(key)
+                at = self._poll(key)
             except Exception:  # a bug in one poll must not stop every instance's polling
                 log.exception("poll crashed", extra={"instance": key})
-                delay = 60.0
+                at = self._clock() + 60.0
             with self._cond:
                 self._running.discard(key)
+                requested = self._requested.pop(key, None)
                 if key in self._due:
-                    self._push_locked(key, started + delay)
+                    self._push_locked(key, at if requested is None else min(at, requested))
                 self._cond.notify_all()
 
     def _next_key(self, index: int) -> str | None:

@@ -23,10 +23,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter.app import Exporter
 from exporter.collector import GreenApiCollector, ProbeCollector
+from exporter.collectors import BY_NAME, OUTGOING, Reading
 from exporter.config import ConfigError
 from exporter.exposition import finish, format_of, render
 from exporter.logs import Secrets
-from exporter.poller import InstanceSnapshot
 from exporter.web_config import WebConfig
 
 log = logging.getLogger("exporter.server")
@@ -216,19 +216,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _landing(self, _query: dict[str, list[str]]) -> None:
         snapshot = self.server.exporter.snapshot()
+        scrub = self.server.secrets.scrub
         rows = []
         for instance in snapshot.instances:
-            scrub = self.server.secrets.scrub
-            errors = [f"{name}: {scrub(status.error)}" if name != "outgoing" else scrub(status.error)
-                      for name, status in instance.collectors.items() if status.error]  # fmt: skip
+            readings = [(name, instance.reading(name)) for name in instance.collect]
+            errors = [
+                (
+                    scrub(r.status.error)
+                    if name == OUTGOING.name
+                    else f"{name}: {scrub(r.status.error)}"
+                )
+                for name, r in readings
+                if r.status is not None and r.status.error
+            ]
+            others = ", ".join(
+                _summary(name, reading) for name, reading in readings if name != OUTGOING.name
+            )
+            journal = (
+                OUTGOING.describe(instance.reading(OUTGOING.name))
+                if OUTGOING.name in instance.collect
+                else "not collected"
+            )
+            polled = [r.status.timestamp for _, r in readings if r.status is not None]
             probe = f"/probe?target={instance.name}"
             rows.append(
                 "<tr>"
                 f"<td>{html.escape(instance.name)}</td>"
                 f"<td>{html.escape(instance.id_instance)}</td>"
-                f"<td>{html.escape(_journal_status(instance))}</td>"
-                f"<td>{html.escape(_other_status(instance))}</td>"
-                f"<td>{html.escape(_when(instance.last_poll_timestamp))}</td>"
+                f"<td>{html.escape(journal)}</td>"
+                f"<td>{html.escape(others or '-')}</td>"
+                f"<td>{html.escape(_when(max(polled) if polled else None))}</td>"
                 f"<td>{html.escape('; '.join(errors))}</td>"
                 f'<td><a href="{html.escape(probe, quote=True)}">probe</a></td>'
                 "</tr>"
@@ -293,32 +310,10 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
-def _journal_status(instance: InstanceSnapshot) -> str:
-    """The outgoing journal's health, as greenapi_up tells it."""
-    if "outgoing" not in instance.collect:
-        return "not collected"
-    if not instance.polled:
-        return "not polled yet"
-    return "up" if instance.up else f"down ({instance.last_result})"
-
-
-def _other_status(instance: InstanceSnapshot) -> str:
-    """The optional collectors' latest values, e.g. ``state notAuthorized, queue 12``."""
-    parts = []
-    for name in instance.collect:
-        if name == "outgoing":
-            continue
-        status = instance.collectors.get(name)
-        if status is None:
-            parts.append(f"{name} not polled yet")
-            continue
-        if name == "state":
-            value = instance.state or "-"
-        elif name == "queue":
-            value = "-" if instance.send_queue is None else str(instance.send_queue)
-        else:
-            window = instance.incoming.window
-            value = "-" if window is None else f"{sum(window.values())} in the window"
-        failed = "" if status.result == "success" else f" (last poll {status.result})"
-        parts.append(f"{name} {value}{failed}")
-    return ", ".join(parts) or "-"
+def _summary(name: str, reading: Reading) -> str:
+    """An optional collector's latest value, e.g. ``state notAuthorized`` or ``queue 12
+    (last poll http_5xx)``."""
+    if reading.status is None:
+        return f"{name} not polled yet"
+    failed = "" if reading.status.up else f" (last poll {reading.status.result})"
+    return BY_NAME[name].describe(reading) + failed

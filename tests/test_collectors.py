@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
+from exporter.collectors.state import INSTANCE_STATES
 from exporter.simulator import Simulator
-from exporter.status import INSTANCE_STATES
 from tests.conftest import ExporterProcess, Samples, value, wait_until
 
 ALL = ["outgoing", "state", "queue", "incoming"]

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.client import RESULTS
 from exporter.collector import ExporterSnapshot, GreenApiCollector
+from exporter.collectors import CollectorStatus, Reading
 from exporter.exposition import OPENMETRICS, TEXT, Exposition, finish
 from exporter.journal import journal_from_elements
 from exporter.poller import InstanceSnapshot
@@ -57,13 +58,13 @@ def instance(
         {"idMessage": "c", "chatId": "2@c.us", "timestamp": T0, "statusMessage": "sent"},
         {"idMessage": "d", "chatId": "2@c.us", "timestamp": T0, "statusMessage": ""},
     ]), T0 + 400, 5000)  # fmt: skip
+    status = CollectorStatus("success", "", T0 + 400, 0.25, T0 + 400)
     return InstanceSnapshot(
         name=name, id_instance=id_instance, labels=labels, window_seconds=86400,
-        polled=polled, up=polled, last_result="success" if polled else "",
-        last_poll_timestamp=T0 + 400 if polled else None, last_poll_duration=0.25,
-        last_success_timestamp=T0 + 400 if polled else None,
+        collect=("outgoing",),
         polls_total=MappingProxyType({"outgoing": {r: i for i, r in enumerate(RESULTS)}}),
-        tracker=snapshot if polled else MessageTracker(60, 1, None).snapshot(),
+        readings=MappingProxyType({"outgoing": Reading(status, snapshot) if polled
+                                   else Reading(None, MessageTracker(60, 1, None).snapshot())}),
     )  # fmt: skip
 
 
@@ -74,9 +75,12 @@ def every_collector(name: str, id_instance: str) -> InstanceSnapshot:
     ]), T0 + 10)  # fmt: skip
     collect = ("outgoing", "state", "queue", "incoming")
     polls = {c: {r: len(c) + i for i, r in enumerate(RESULTS)} for c in collect}
-    return replace(instance(name, id_instance, (("team", "support"),)), collect=collect,
-                   polls_total=MappingProxyType(polls), state="notAuthorized", send_queue=12,
-                   incoming=incoming)  # fmt: skip
+    base = instance(name, id_instance, (("team", "support"),))
+    status = CollectorStatus("success", "", T0 + 10, 0.1, T0 + 10)
+    readings = {**base.readings, "state": Reading(status, "notAuthorized"),
+                "queue": Reading(status, 12), "incoming": Reading(status, incoming)}  # fmt: skip
+    return replace(base, collect=collect, polls_total=MappingProxyType(polls),
+                   readings=MappingProxyType(readings))  # fmt: skip
 
 
 def exporter_snapshot(*instances: InstanceSnapshot) -> ExporterSnapshot:
@@ -163,7 +167,9 @@ def test_a_changed_instance_is_rendered_again_and_a_removed_one_disappears(fmt: 
     exposition = Exposition()
     a, b = instance("a", "1"), instance("b", "2")
     rendered(exposition, exporter_snapshot(a, b), fmt)
-    changed = exporter_snapshot(replace(a, up=False, last_result="timeout"))
+    down = CollectorStatus("timeout", "timed out", T0 + 460, 10.0, T0 + 400)
+    changed = exporter_snapshot(replace(a, readings=MappingProxyType(
+        {"outgoing": Reading(down, a.reading("outgoing").value)})))  # fmt: skip
     assert rendered(exposition, changed, fmt) == reference(changed, fmt)
     assert b'name="b"' not in rendered(exposition, changed, fmt)
 
@@ -183,7 +189,9 @@ def test_a_refreshed_instance_is_what_the_next_scrape_shows(fmt: str) -> None:
     a = instance("a", "1")
     snapshot = exporter_snapshot(a)
     rendered(exposition, snapshot, fmt)
-    later = replace(a, last_poll_duration=9.5)
+    slow = CollectorStatus("success", "", T0 + 460, 9.5, T0 + 460)
+    later = replace(a, readings=MappingProxyType(
+        {"outgoing": Reading(slow, a.reading("outgoing").value)}))  # fmt: skip
     exposition.refresh(later, snapshot.label_names)
     again = exporter_snapshot(later)
     assert rendered(exposition, again, fmt) == reference(again, fmt)

@@ -14,7 +14,8 @@ import pytest
 from exporter.app import Exporter
 from exporter.client import Fetch
 from exporter.config import Config, InstanceConfig, parse_config
-from exporter.poller import MIN_SPACING, QUOTA_BACKOFF, InstancePoller
+from exporter.poller import InstancePoller
+from exporter.schedule import MIN_SPACING, QUOTA_BACKOFF
 from exporter.scheduler import Scheduler
 
 TOKEN = "a" * 50
@@ -63,6 +64,16 @@ def instance_config(**settings: Any) -> InstanceConfig:
     return parse_config({"instances": [entry]}, "test", {}).instances[0]
 
 
+def delay_of(poller: InstancePoller, clock: FakeClock) -> float:
+    """Seconds until the poller's next request may and should start."""
+    return max(0.0, poller.next_time() - clock.now)
+
+
+def poll(poller: InstancePoller, client: FakeClient, clock: FakeClock) -> float:
+    """One run of the poller; the seconds until its next run."""
+    return max(0.0, poller.poll(client) - clock.now)  # type: ignore[arg-type]
+
+
 def make_poller(clock: FakeClock, **settings: Any) -> InstancePoller:
     return InstancePoller(
         instance_config(**settings), baseline_before=None, clock=lambda: 1.8e9,
@@ -78,26 +89,26 @@ def clock() -> FakeClock:
 def test_the_first_poll_goes_out_at_once(clock: FakeClock) -> None:
     client = FakeClient(clock)
     poller = make_poller(clock, poll_interval="1h")
-    poller.poll(client)  # type: ignore[arg-type]
+    poll(poller, client, clock)
     assert [r.at for r in client.requests] == [clock.now]
 
 
 def test_the_next_poll_is_due_one_interval_later(clock: FakeClock) -> None:
     poller = make_poller(clock, poll_interval="1m")
-    delay = poller.poll(FakeClient(clock))  # type: ignore[arg-type]
+    delay = poll(poller, FakeClient(clock), clock)
     assert 60 * 0.97 <= delay <= 60 * 1.03  # with a little jitter
 
 
 def test_requests_of_several_collectors_are_spaced(clock: FakeClock) -> None:
     client = FakeClient(clock, answer=Fetch("success", status=200, body=b'{"count": 0}'))
     poller = make_poller(clock, poll_interval="1m", collect=["outgoing", "queue"])
-    first = poller.poll(client)  # type: ignore[arg-type]
+    first = poll(poller, client, clock)
     assert first == pytest.approx(MIN_SPACING)
     clock.advance(0.5)
-    assert poller.poll(client) == pytest.approx(MIN_SPACING - 0.5)  # type: ignore[arg-type]
+    assert poll(poller, client, clock) == pytest.approx(MIN_SPACING - 0.5)
     assert len(client.requests) == 1
     clock.advance(MIN_SPACING - 0.5)
-    poller.poll(client)  # type: ignore[arg-type]
+    poll(poller, client, clock)
     assert [r.url.split("/")[-2] for r in client.requests] == [
         "lastOutgoingMessages", "getMessagesCount",
     ]  # fmt: skip
@@ -106,47 +117,47 @@ def test_requests_of_several_collectors_are_spaced(clock: FakeClock) -> None:
 def test_a_reload_to_a_shorter_poll_interval_polls_at_once(clock: FakeClock) -> None:
     client = FakeClient(clock)
     poller = make_poller(clock, poll_interval="1h")
-    poller.poll(client)  # type: ignore[arg-type]
+    poll(poller, client, clock)
     clock.advance(30)
     assert poller.configure(instance_config(poll_interval="1m")) is True
-    assert poller.next_delay() == 0.0
-    poller.poll(client)  # type: ignore[arg-type]
+    assert delay_of(poller, clock) == 0.0
+    poll(poller, client, clock)
     assert len(client.requests) == 2
 
 
 def test_a_fixed_token_is_polled_at_once_after_a_quota_back_off(clock: FakeClock) -> None:
     client = FakeClient(clock, answer=Fetch("http_466", status=466, error="HTTP 466"))
     poller = make_poller(clock)
-    assert poller.poll(client) >= QUOTA_BACKOFF  # type: ignore[arg-type]
+    assert poll(poller, client, clock) >= QUOTA_BACKOFF
     clock.advance(5)
     poller.configure(instance_config(api_token=NEW_TOKEN))
-    assert poller.next_delay() == 0.0
-    poller.poll(client)  # type: ignore[arg-type]
+    assert delay_of(poller, clock) == 0.0
+    poll(poller, client, clock)
     assert [r.token for r in client.requests] == [TOKEN, NEW_TOKEN]
 
 
 def test_a_changed_api_url_is_polled_at_once(clock: FakeClock) -> None:
     poller = make_poller(clock)
-    poller.poll(FakeClient(clock))  # type: ignore[arg-type]
+    poll(poller, FakeClient(clock), clock)
     clock.advance(5)
     assert poller.configure(instance_config(api_url="https://1101.api.green-api.com")) is True
-    assert poller.next_delay() == 0.0
+    assert delay_of(poller, clock) == 0.0
 
 
 def test_a_reload_that_changes_nothing_keeps_the_schedule(clock: FakeClock) -> None:
     poller = make_poller(clock, poll_interval="1m")
-    delay = poller.poll(FakeClient(clock))  # type: ignore[arg-type]
+    delay = poll(poller, FakeClient(clock), clock)
     clock.advance(10)
     assert poller.configure(instance_config(poll_interval="1m")) is False
-    assert poller.next_delay() == pytest.approx(delay - 10)
+    assert delay_of(poller, clock) == pytest.approx(delay - 10)
 
 
 def test_a_reload_never_makes_two_requests_closer_than_the_spacing(clock: FakeClock) -> None:
     poller = make_poller(clock, poll_interval="1h")
-    poller.poll(FakeClient(clock))  # type: ignore[arg-type]
+    poll(poller, FakeClient(clock), clock)
     clock.advance(0.3)
     poller.configure(instance_config(poll_interval="1m"))
-    assert poller.next_delay() == pytest.approx(MIN_SPACING - 0.3)
+    assert delay_of(poller, clock) == pytest.approx(MIN_SPACING - 0.3)
 
 
 def test_a_reload_during_a_request_is_not_undone_by_that_requests_back_off(
@@ -161,17 +172,17 @@ def test_a_reload_during_a_request_is_not_undone_by_that_requests_back_off(
     client = FakeClient(clock, answer=Fetch("http_466", status=466, error="HTTP 466"),
                         during=reload)  # fmt: skip
     poller = make_poller(clock)
-    delay = poller.poll(client)  # type: ignore[arg-type]
+    delay = poll(poller, client, clock)
     assert delay == 0.0  # the request started 2 s ago: spacing allows the next one now
     client.answer = Fetch("success", status=200, body=b"[]")
-    poller.poll(client)  # type: ignore[arg-type]
+    poll(poller, client, clock)
     assert [r.token for r in client.requests] == [TOKEN, NEW_TOKEN]
 
 
 def test_a_rate_limited_collector_honours_retry_after(clock: FakeClock) -> None:
     client = FakeClient(clock, answer=Fetch("http_429", status=429, retry_after=120.0))
     poller = make_poller(clock, poll_interval="10s")
-    assert poller.poll(client) == pytest.approx(120.0)  # type: ignore[arg-type]
+    assert poll(poller, client, clock) == pytest.approx(120.0)
 
 
 def test_a_rate_limited_collector_backs_off_exponentially_without_retry_after(
@@ -181,7 +192,7 @@ def test_a_rate_limited_collector_backs_off_exponentially_without_retry_after(
     poller = make_poller(clock, poll_interval="10s")
     delays = []
     for _ in range(3):
-        delays.append(poller.poll(client))  # type: ignore[arg-type]
+        delays.append(poll(poller, client, clock))
         clock.advance(delays[-1])
     for delay, intervals in zip(delays, (2, 4, 8), strict=True):  # with ±20 % jitter
         assert 0.8 * intervals * 10 <= delay <= 1.2 * intervals * 10

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from exporter.status import INSTANCE_STATES, InvalidAnswer, parse_queue, parse_state
+from exporter.collectors import InvalidAnswer
+from exporter.collectors.queue import parse_queue
+from exporter.collectors.state import INSTANCE_STATES, parse_state
 
 
 @pytest.mark.parametrize("state", [s for s in INSTANCE_STATES if s != "unknown"])
