@@ -1,4 +1,4 @@
-"""The exporter's HTTP endpoints (SPEC §4). Every answer is built from snapshots: a scrape
+"""The exporter's HTTP endpoints (README, "Endpoints"). Every answer is built from snapshots: a scrape
 never waits on GREEN-API."""
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
     python grafana/generate.py --check   # exit 1 if the committed JSON is out of date
 
 The JSON files are committed (Grafana reads them, not this script) and the test suite checks
-that they match this script. Only the standard library is used.
+that they match this script. Besides the standard library it reads the exporter's own
+declarations (the instance states), so that the two cannot drift.
 
 Conventions (README, "Dashboards and alerts"): every panel, target, variable and annotation uses the
 `datasource` template variable ({"type": "prometheus", "uid": "${datasource}"}), never a
@@ -26,6 +27,9 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from exporter.collectors.state import INSTANCE_STATES as EXPORTER_STATES
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -66,14 +70,15 @@ def value_map(*entries: tuple[str, str, str]) -> list[Json]:
 
 
 UP_MAP = value_map(("0", "Down", "red"), ("1", "Up", "green"))
-# greenapi_instance_state's states (README, "Metrics") with their colours: authorized is the only
-# good one; red for the states that need a person, orange for those that may pass.
-INSTANCE_STATES = (
-    ("authorized", "green"), ("notAuthorized", "red"), ("blocked", "red"),
-    ("sleepMode", "orange"), ("starting", "orange"), ("yellowCard", "orange"),
-    ("suspended", "red"), ("pendingCode", "orange"), ("pendingPassword", "orange"),
-    ("unknown", "orange"),
-)  # fmt: skip
+# The colours of greenapi_instance_state's states: authorized is the only good one; red for the
+# states that need a person, orange for those that may pass. The states themselves, and their
+# order, are the exporter's (a state added there without a colour here fails the generation).
+STATE_COLORS = {
+    "authorized": "green", "notAuthorized": "red", "blocked": "red", "sleepMode": "orange",
+    "starting": "orange", "yellowCard": "orange", "suspended": "red", "pendingCode": "orange",
+    "pendingPassword": "orange", "unknown": "orange",
+}  # fmt: skip
+INSTANCE_STATES = tuple((state, STATE_COLORS[state]) for state in EXPORTER_STATES)
 # The state as a number (1 = authorized, 2 = notAuthorized, ...), mapped back to its name.
 STATE_MAP = value_map(*((str(number), state, color)
                         for number, (state, color) in enumerate(INSTANCE_STATES, start=1)))  # fmt: skip

@@ -1,10 +1,11 @@
 """Alert rules, scrape configs and dashboards, checked statically.
 
-promtool checks and unit-tests the rules and checks the example configs; the alerts of SPEC
-sections 6 and 8 exist with the labels and annotations users rely on; every metric name that
-rules and dashboards use is one of SPEC sections 5 and 8 (and one the exporter describes); the
-dashboards follow SPEC section 9 (datasource variable, no hard-coded datasource, fixed uid,
-units, descriptions, $__rate_interval); the generated JSON is up to date.
+promtool checks and unit-tests the rules and checks the example configs; the alerts the README
+documents exist with the labels and annotations users rely on; every metric name, and every
+label value, that rules and dashboards select on is one the code declares, and the README's
+metric tables list exactly the declared families; the dashboards follow the README's
+conventions (datasource variable, no hard-coded datasource, fixed uid, units, descriptions,
+$__rate_interval); the generated JSON is up to date.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.collector import GreenApiCollector
+from exporter.client import RESULTS
+from exporter.collector import FAMILIES, GreenApiCollector, exporter_families
+from exporter.collectors import NAMES
+from exporter.collectors.state import INSTANCE_STATES
+from exporter.journal import KNOWN_STATUSES, STATUS_OTHER, STATUS_UNKNOWN
 from exporter.simulator import Simulator
+from exporter.tracker import OUTCOMES
 from tests.conftest import ROOT
 
 PROMETHEUS = ROOT / "prometheus"
@@ -35,42 +41,25 @@ RUNBOOK = "https://github.com/greenapi-exporter/greenapi-exporter/blob/main/docs
 RULE_TESTS = ["alerts.test.yml", "alerts.traffic.test.yml"]
 OBJECTIVE = "greenapi:outgoing_delivery_sli:objective"
 
-SPEC_ALERTS = {
+# The alerts the README documents (alerts are rules, not code: this list is their contract).
+EXPECTED_ALERTS = {
     "GreenApiExporterDown", "GreenApiPollFailing", "GreenApiRateLimited", "GreenApiQuotaExceeded",
     "GreenApiDeliveryStalled", "GreenApiDeliveryRatioLow", "GreenApiFailedSendsHigh",
     "GreenApiDeliveryLagHigh", "GreenApiWindowTruncated", "GreenApiNoOutgoingMessages",
-    # SPEC section 8: the optional collectors
+    # for instances with the optional collectors
     "GreenApiInstanceNotAuthorized", "GreenApiSendQueueGrowing",
 }  # fmt: skip
 
-# SPEC sections 5 and 8, by type. Sample names are derived below (counters end in _total,
-# histograms have _bucket/_sum/_count).
-SPEC_GAUGES = {
-    "greenapi_up", "greenapi_poll_duration_seconds", "greenapi_last_poll_success_timestamp_seconds",
-    "greenapi_outgoing_window_messages", "greenapi_outgoing_window_send_by_api_messages",
-    "greenapi_outgoing_window_send_by_api_ratio", "greenapi_outgoing_window_forwarded_messages",
-    "greenapi_outgoing_undelivered_messages",
-    "greenapi_outgoing_oldest_undelivered_timestamp_seconds",
-    "greenapi_outgoing_last_message_timestamp_seconds", "greenapi_outgoing_window_truncated",
-    "greenapi_outgoing_window_seconds", "greenapi_outgoing_invalid_messages",
-    "greenapi_exporter_build_info", "greenapi_exporter_instances",
-    "greenapi_exporter_tracked_messages", "greenapi_exporter_config_last_reload_successful",
-    "greenapi_exporter_config_last_reload_success_timestamp_seconds",
-    # SPEC section 8: the optional collectors (state, queue, incoming)
-    "greenapi_instance_state", "greenapi_send_queue_messages", "greenapi_incoming_window_messages",
-    "greenapi_incoming_last_message_timestamp_seconds",
-}  # fmt: skip
-SPEC_COUNTERS = {
-    "greenapi_polls_total", "greenapi_outgoing_messages_total",
-    "greenapi_outgoing_status_reached_total", "greenapi_outgoing_forwarded_messages_total",
-    "greenapi_outgoing_delivery_outcomes_total", "greenapi_incoming_messages_total",
-}  # fmt: skip
-SPEC_HISTOGRAMS = {"greenapi_outgoing_delivery_lag_seconds", "greenapi_outgoing_read_lag_seconds"}
-SPEC_SAMPLE_NAMES = (
-    SPEC_GAUGES
-    | SPEC_COUNTERS
-    | {h + suffix for h in SPEC_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
-)
+# Label values that rules and dashboards may select on, as the code declares them.
+DECLARED_VALUES: dict[str, set[str]] = {
+    "state": set(INSTANCE_STATES),
+    "outcome": set(OUTCOMES),
+    "result": set(RESULTS),
+    "collector": set(NAMES),
+    "status": {*KNOWN_STATUSES, STATUS_UNKNOWN, STATUS_OTHER},
+}
+# `label="value"` or `label=~"a|b"` inside PromQL (annotation templates use single quotes).
+LABEL_MATCHER = re.compile(r"\b(state|outcome|result|collector|status)(=~?|!=|!~)[\"']([^\"']*)[\"']")
 
 # A greenapi_* metric name or a greenapi:* recording-rule name inside PromQL.
 METRIC_NAME = re.compile(r"(?<![\w:])greenapi(?:_[a-z_]+|:[A-Za-z0-9_:]+)")
@@ -250,7 +239,7 @@ def test_the_compose_prometheus_scrapes_the_compose_exporter_once() -> None:
 
 def test_every_alert_of_the_spec_exists_with_for_severity_and_annotations_naming_the_instance() -> None:  # fmt: skip
     found = alerts()
-    assert set(found) >= SPEC_ALERTS, SPEC_ALERTS - set(found)
+    assert set(found) >= EXPECTED_ALERTS, EXPECTED_ALERTS - set(found)
     for name, rule in found.items():
         assert rule.get("for"), f"{name}: no `for`"
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
@@ -278,7 +267,7 @@ def test_the_poll_alerts_use_the_spec_results() -> None:
 
 
 def test_the_journal_alerts_select_the_outgoing_collector() -> None:
-    """greenapi_polls_total has a `collector` label (SPEC section 8): results of the state,
+    """greenapi_polls_total has a `collector` label: results of the state,
     queue and incoming collectors must not silence or fire the journal's alerts."""
     found = alerts()
     failing = found["GreenApiPollFailing"]
@@ -418,24 +407,40 @@ def exporter_sample_names() -> set[str]:
     return described
 
 
-def test_the_spec_names_are_what_the_exporter_describes() -> None:
-    described = exporter_sample_names()
-    assert described >= SPEC_SAMPLE_NAMES, SPEC_SAMPLE_NAMES - described
-
-
 @pytest.mark.parametrize("source", ["alerts.yml", *(p.name for p in DASHBOARDS)])
-def test_rules_and_dashboards_use_only_spec_metric_names(source: str) -> None:
+def test_rules_and_dashboards_use_only_metric_names_the_code_declares(source: str) -> None:
     if source == "alerts.yml":
         expressions = rule_expressions()
     else:
         expressions = dashboard_queries(load(GRAFANA / "dashboards" / source))
     used = used_names(expressions)
     assert used, "no greenapi metric found"
-    allowed = (exporter_sample_names() & SPEC_SAMPLE_NAMES) | recording_names()
-    unknown = used - allowed
-    assert not unknown, (
-        f"{source}: not emitted by the exporter (SPEC sections 5, 8): {sorted(unknown)}"
-    )
+    unknown = used - exporter_sample_names() - recording_names()
+    assert not unknown, f"{source}: not declared by the exporter: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("source", ["alerts.yml", *(p.name for p in DASHBOARDS)])
+def test_rules_and_dashboards_select_only_label_values_the_code_declares(source: str) -> None:
+    if source == "alerts.yml":
+        expressions = rule_expressions()
+    else:
+        expressions = dashboard_queries(load(GRAFANA / "dashboards" / source))
+    for expression in expressions:
+        for label, _, pattern in LABEL_MATCHER.findall(expression):
+            values = set(pattern.split("|")) - {""}
+            if any(c in pattern for c in ".*+?()[]\\$"):
+                continue  # a real regular expression, not a list of values
+            unknown = values - DECLARED_VALUES[label]
+            assert not unknown, f"{source}: {label} values not in the code: {sorted(unknown)}"
+
+
+def test_every_family_the_readme_lists_is_declared_and_every_declared_one_is_listed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(greenapi_[a-z_]+)` \|", readme, re.MULTILINE))
+    declared = {spec.name for spec in FAMILIES} | {
+        f.name for f in exporter_families(None)
+    }
+    assert listed == declared, (sorted(listed - declared), sorted(declared - listed))
 
 
 def test_the_dashboards_do_not_need_the_recording_rules() -> None:
