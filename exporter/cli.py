@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     secrets = Secrets()
     setup_logging(args.log_level, args.log_format, secrets)
+    for warning in web.warnings if web is not None else ():
+        log.warning(warning)
     allocator = Allocator(environ)
     allocator.configure()  # before any thread starts: arenas are made per thread
 

@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.web.authorized(self.headers.get("Authorization")):
             return True
         self._send_text(HTTPStatus.UNAUTHORIZED, "Unauthorized.\n",
-                        extra_headers={"WWW-Authenticate": 'Basic realm="greenapi-exporter"'})  # fmt: skip
+                        extra_headers=dict(self.server.web.unauthorized_headers))  # fmt: skip
         return False
 
     def do_GET(self) -> None:
