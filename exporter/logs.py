@@ -111,3 +111,6 @@ def setup_logging(level: str, fmt: str, secrets: Secrets) -> None:
     # urllib3 logs every request line, token included, at debug level. Its information is
     # already in our own poll logs; keep it quiet whatever --log.level says.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # A malformed header line makes urllib3's connection log a warning quoting the URL at every
+    # poll: the client classifies the answer itself, so that warning is noise.
+    logging.getLogger("urllib3.connection").setLevel(logging.ERROR)
