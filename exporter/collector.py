@@ -57,7 +57,12 @@ _BASE_LABELS = ("name", "id_instance")
 POLLS = FamilySpec("greenapi_polls_total", "counter",
                    "Requests to GREEN-API by collector (outgoing is the journal) and result.",
                    ("result", "collector"))  # fmt: skip
-FAMILIES: tuple[FamilySpec, ...] = (POLLS, *(f for c in COLLECTORS for f in c.families))
+FETCHED = FamilySpec("greenapi_fetched_bytes_total", "counter",
+                     "Bytes of answer bodies received from GREEN-API by collector (decompressed).",
+                     ("collector",))  # fmt: skip
+FAMILIES: tuple[FamilySpec, ...] = (
+    POLLS, FETCHED, *(f for c in COLLECTORS for f in c.families),
+)  # fmt: skip
 
 _FAMILY_CLASSES = {
     "gauge": GaugeMetricFamily,
@@ -94,6 +99,8 @@ class _Families:
         for collector, counts in instance.polls_total.items():
             for result in RESULTS:
                 self.sample(POLLS.name, [*labels, result, collector], counts.get(result, 0))
+        for collector, received in instance.fetched_bytes.items():
+            self.sample(FETCHED.name, [*labels, collector], received)
         for name in instance.collect:
             BY_NAME[name].add_samples(instance.reading(name), instance.window_seconds, labels, self)
 

@@ -449,6 +449,12 @@ class Settings:
     max_messages: int = setting(
         5000, whole_number(1), "The journal's depth: an answer this long sets window_truncated."
     )
+    resync_interval: float = setting(
+        3600.0,
+        duration(),
+        "How often a journal is read in full; short polls of its recent past in between. "
+        "0: every poll reads it in full.",
+    )
     collect: tuple[str, ...] = setting(
         ("outgoing",),
         COLLECT,

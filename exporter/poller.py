@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -27,9 +27,10 @@ from exporter.collectors import (
     CollectorStatus,
     InvalidAnswer,
     Reading,
+    Span,
 )
 from exporter.config import InstanceConfig
-from exporter.schedule import InstanceSchedule
+from exporter.schedule import InstanceSchedule, JournalPolicy
 
 log = logging.getLogger("exporter.poller")
 
@@ -51,6 +52,9 @@ class InstanceSnapshot:
     collect: tuple[str, ...]
     polls_total: Mapping[str, Mapping[str, int]]  # collector → result → count
     readings: Mapping[str, Reading]
+    fetched_bytes: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # collector → answer bytes received
 
     def reading(self, collector: str) -> Reading:
         return self.readings.get(collector, _NOT_POLLED)
@@ -88,7 +92,11 @@ class InstancePoller:
         }
         self._polls_total = {name: dict.fromkeys(RESULTS, 0) for name in NAMES}
         settings = config.settings
-        self._schedule = InstanceSchedule(settings.collect, settings.poll_interval, monotonic, rng)
+        self._schedule = InstanceSchedule(
+            settings.collect, settings.poll_interval, monotonic, rng,
+            journals=_JOURNALS, policy=_policy(config),
+        )  # fmt: skip
+        self._fetched_bytes = dict.fromkeys(NAMES, 0)
         self.last_answer_bytes = 0  # body size of the latest request, for the allocator
         self._lock = threading.Lock()
         self.snapshot = self._snapshot()
@@ -105,7 +113,7 @@ class InstancePoller:
         collector = BY_NAME[name]
         fetch = client.get(
             config.method_url(name),
-            collector.params(config),
+            collector.params(config, ticket.minutes),
             config.settings.timeout,
             config.api_token,
         )
@@ -117,9 +125,19 @@ class InstancePoller:
             except InvalidAnswer as exc:
                 result, error = "invalid_response", str(exc)
         with self._lock:
+            self._fetched_bytes[name] += self.last_answer_bytes
             value = None
             if result == "success":
-                value = collector.fold(self._states[name], parsed, self._clock(), self.config)
+                now = self._clock()
+                span = Span(
+                    ticket.full, None if ticket.minutes is None else now - ticket.minutes * 60
+                )
+                value = collector.fold(self._states[name], parsed, now, self.config, span)
+                if collector.reads_in_full_only(value) and self._schedule.read_in_full_only(name):
+                    log.warning(
+                        "the journal filters ?minutes= by send time: reading it in full from now on",
+                        extra={"instance": self.config.name, "collector": name},
+                    )
             self._publish(name, result, error, self._monotonic() - ticket.started, value)
             self._schedule.finish(ticket, result, fetch.retry_after)
             return self._schedule.next_time()
@@ -142,8 +160,9 @@ class InstancePoller:
                 previous.api_token, previous.settings.api_url, previous.settings.poll_interval
             )  # fmt: skip
             due_now = self._schedule.reconfigure(
-                config.settings.collect, config.settings.poll_interval, retarget
-            )
+                config.settings.collect, config.settings.poll_interval, retarget,
+                policy=_policy(config), changed=config != previous,
+            )  # fmt: skip
             self.snapshot = self._snapshot()
             return due_now
 
@@ -166,10 +185,35 @@ class InstancePoller:
                     for name, counts in self._polls_total.items()
                     if any(counts.values())
                 },
+                "fetched_bytes": {name: n for name, n in self._fetched_bytes.items() if n},
             }
             for collector in COLLECTORS:
                 if collector.state_key is not None:
                     entry[collector.state_key] = collector.export(self._states[collector.name])
+            return entry
+
+    def export_changes(self, complete: bool) -> dict[str, object]:
+        """:meth:`export` for an incremental save of the state file: the same entry, but the
+        journal's tracker lists only the messages it changed since the previous call,
+        unless ``complete`` (see :meth:`MessageTracker.export_changes`)."""
+        with self._lock:
+            entry: dict[str, object] = {
+                "id_instance": self.config.id_instance,
+                "polls_total": {
+                    name: dict(counts)
+                    for name, counts in self._polls_total.items()
+                    if any(counts.values())
+                },
+                "fetched_bytes": {name: n for name, n in self._fetched_bytes.items() if n},
+            }
+            for collector in COLLECTORS:
+                if collector.state_key is not None:
+                    state = self._states[collector.name]
+                    entry[collector.state_key] = (
+                        state.export_changes(complete)
+                        if collector is OUTGOING
+                        else collector.export(state)
+                    )
             return entry
 
     def restore(self, data: dict[str, object]) -> None:
@@ -178,6 +222,7 @@ class InstancePoller:
         if data.get("id_instance") != self.config.id_instance:
             raise ValueError("saved for another id_instance")
         polls = _restored_polls(data.get("polls_total"))
+        fetched = _restored_bytes(data.get("fetched_bytes", {}))
         if OUTGOING.state_key not in data:
             raise ValueError("the journal's tracker state is missing")
         # Every collector's state is rebuilt aside, and swapped in only once all fit. A
@@ -196,6 +241,7 @@ class InstancePoller:
             for name, counts in polls.items():
                 for result in RESULTS:
                     self._polls_total[name][result] = counts.get(result, 0)
+            self._fetched_bytes.update(fetched)
             self.snapshot = self._snapshot()
 
     def _snapshot(self) -> InstanceSnapshot:
@@ -210,6 +256,7 @@ class InstancePoller:
             polls_total=MappingProxyType(
                 {name: MappingProxyType(dict(self._polls_total[name])) for name in collect}
             ),
+            fetched_bytes=MappingProxyType({name: self._fetched_bytes[name] for name in collect}),
             readings=MappingProxyType({name: self._readings[name] for name in collect}),
         )
 
@@ -256,6 +303,24 @@ class InstancePoller:
             log.warning("poll failed", extra=extra)
         else:
             log.debug("poll failed", extra=extra)
+
+
+_JOURNALS = frozenset(c.name for c in COLLECTORS if c.journal)
+
+
+def _policy(config: InstanceConfig) -> JournalPolicy:
+    settings = config.settings
+    return JournalPolicy(settings.window, settings.undelivered_after, settings.resync_interval)
+
+
+def _restored_bytes(data: object) -> dict[str, int]:
+    """fetched_bytes from a state file (absent in files of earlier versions)."""
+    if not isinstance(data, dict) or not all(
+        name in NAMES and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        for name, n in data.items()
+    ):
+        raise ValueError("fetched_bytes is not a mapping of collectors to byte counts")
+    return dict(data)
 
 
 def _restored_polls(data: object) -> dict[str, dict[str, int]]:

@@ -1,10 +1,19 @@
-"""When one instance's collectors make their next request: intervals, spacing, back-off.
+"""When one instance's collectors make their next request, and what a journal request asks.
 
 GREEN-API allows one request per second per instance and method, and an instance's
 collectors share that budget: requests of one instance never overlap and start at least
 :data:`MIN_SPACING` apart. Each collector has its own due time; a 429 or a 466 backs off only
 the collector that got it (limits and quotas are per method). Times are seconds of an
 injected monotonic clock, so the policy is tested without waiting.
+
+Short polls between resyncs: a journal's window of a busy instance is megabytes, almost all
+of it what the previous poll saw. So a journal is read in full only at its first request, after
+a reload that changed the instance, every ``resync_interval`` and whenever the short window
+would not be shorter than the whole one; in between a *short poll* asks for the time since
+its last successful request, plus ``undelivered_after`` (so that every message is watched
+through the moment it is judged, whatever the journal filters by), plus three minutes (the
+journal shows messages up to two minutes late), in whole minutes rounded up. The journal's
+own tracker tells when short polls cannot be trusted (:meth:`read_in_full_only`).
 
 An :class:`InstanceSchedule` is owned by one poller, which calls it under its own lock.
 """
@@ -26,15 +35,34 @@ RATE_LIMIT_BACKOFF_CAP = 600.0
 RETRY_AFTER_CAP = 3600.0
 # Slack for comparing due times: a request due in 10 ms is due now.
 _EPSILON = 0.01
+# What a short poll asks for beyond the time since the last success and undelivered_after:
+# the journal shows messages up to two minutes late, and one more for the rounding.
+SHORT_POLL_MARGIN = 180.0
+
+
+@dataclass(frozen=True)
+class JournalPolicy:
+    """What decides a journal request's ``?minutes=``: the instance's settings."""
+
+    window: float = 86400.0
+    undelivered_after: float = 300.0
+    resync_interval: float = 3600.0  # 0: every request reads the whole window
+
+    @property
+    def window_minutes(self) -> int:
+        return max(1, int(self.window // 60))
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """One request under way: which collector, when it started, under which settings."""
+    """One request under way: which collector, when it started, under which settings, and
+    for a journal what it asks for (``minutes``; ``full``: the whole window)."""
 
     collector: str
     started: float
     generation: int
+    minutes: int | None = None
+    full: bool = True
 
 
 class InstanceSchedule:
@@ -50,8 +78,15 @@ class InstanceSchedule:
         interval: float,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        journals: frozenset[str] = frozenset(),
+        policy: JournalPolicy | None = None,
     ) -> None:
         self._clock = clock
+        self._journals = journals
+        self._policy = policy or JournalPolicy()
+        self._last_success: dict[str, float] = {}  # journal → start of its latest success
+        self._last_full: dict[str, float] = {}  # journal → start of its latest full success
+        self._full_only: set[str] = set()  # journals whose short polls cannot be trusted
         self._rng = rng or random.Random()
         self._interval = interval
         self._order = tuple(collectors)
@@ -81,15 +116,46 @@ class InstanceSchedule:
         return min(due, key=lambda name: (self._due[name], self._order.index(name)))
 
     def start(self, collector: str) -> Ticket:
-        """Note that ``collector``'s request starts now."""
+        """Note that ``collector``'s request starts now; for a journal, decide what it asks."""
         now = self._clock()
         self._last_request = now
-        return Ticket(collector, now, self._generation)
+        if collector not in self._journals:
+            return Ticket(collector, now, self._generation)
+        full, minutes = self._journal_request(collector, now)
+        return Ticket(collector, now, self._generation, minutes, full)
+
+    def read_in_full_only(self, collector: str) -> bool:
+        """Read ``collector``'s journal in full from now on; True the first time."""
+        first = collector not in self._full_only
+        self._full_only.add(collector)
+        return first
+
+    def _journal_request(self, collector: str, now: float) -> tuple[bool, int]:
+        """(full, minutes) of a journal's next request."""
+        policy = self._policy
+        whole = policy.window_minutes
+        last_full = self._last_full.get(collector)
+        last_success = self._last_success.get(collector)
+        if (
+            policy.resync_interval <= 0
+            or collector in self._full_only
+            or last_full is None
+            or last_success is None
+            or now - last_full >= policy.resync_interval
+        ):
+            return True, whole
+        span = now - last_success + policy.undelivered_after + SHORT_POLL_MARGIN
+        minutes = math.ceil(span / 60)
+        return (True, whole) if minutes >= whole else (False, minutes)
 
     def finish(self, ticket: Ticket, result: str, retry_after: float | None = None) -> None:
         """Schedule the collector's next request after its request ended with ``result``
         (a ``greenapi_polls_total`` result), unless a reload changed things meanwhile."""
         name = ticket.collector
+        if result == "success" and ticket.minutes is not None:
+            self._last_success[name] = ticket.started
+            if ticket.full:
+                self._last_full[name] = ticket.started
         if name not in self._due or ticket.generation != self._generation:
             return  # removed by a reload, or made due again by it
         self._due[name] = ticket.started + self._delay_after(name, result, retry_after)
@@ -111,12 +177,19 @@ class InstanceSchedule:
         """Spread first polls over a few seconds rather than fire them all together."""
         return self._rng.uniform(0.0, min(self._interval, 2.0))
 
-    def reconfigure(self, collectors: Sequence[str], interval: float, retarget: bool) -> bool:
+    def reconfigure(self, collectors: Sequence[str], interval: float, retarget: bool,
+                    policy: JournalPolicy | None = None, changed: bool = False) -> bool:  # fmt: skip
         """Adopt reloaded settings. ``retarget``: what a request looks like changed (token,
         URL, interval), so every collector is due at once, whatever its back-off. A
-        collector added is due at once; a removed one stops. Returns True when something
-        became due, so that the caller can move its next run to now (spacing still holds)."""
+        collector added is due at once; a removed one stops. ``changed``: the instance's
+        settings changed, so each journal's next request reads it in full. Returns True when
+        something became due, so that the caller can move its next run to now (spacing still
+        holds)."""
         added = [name for name in collectors if name not in self._due]
+        if changed:
+            self._last_full.clear()
+        if policy is not None:
+            self._policy = policy
         self._interval = interval
         self._order = tuple(collectors)
         if retarget:

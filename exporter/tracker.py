@@ -5,6 +5,12 @@ remembering which (chatId, idMessage) keys were already seen and which status ea
 reached; lags come from the API's own timestamps (``timestamp`` is the time of the last
 action, so it moves forward on delivery and on read).
 
+An answer is *full* (the whole ``window``) or *short* (only the journal's recent past, see
+:mod:`exporter.schedule`). Both are folded the same way: a message absent from a short answer
+is unchanged; one absent from a full answer is gone from the window (it stays remembered, so
+that it is not counted again if the journal shows it once more). The window gauges are kept
+over the tracked messages (:mod:`exporter.window`), so they are what full polls would show.
+
 A :class:`MessageTracker` is owned by one poll at a time (the scheduler never runs two
 polls of an instance at once), and hands out immutable :class:`TrackerSnapshot` values
 that the collector reads from other threads.
@@ -13,25 +19,30 @@ that the collector reads from other threads.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.journal import (
-    KNOWN_STATUSES,
-    STATUS_OTHER,
-    STATUS_UNKNOWN,
-    Journal,
-    JournalMessage,
+from exporter import packed as p
+from exporter.journal import STATUS_UNKNOWN, TYPE_UNKNOWN, Journal, JournalMessage
+from exporter.packed import CHAIN, STATUS_BIT
+from exporter.window import (
+    INCOMING_ABSENT,
+    IncomingWindow,
+    OutgoingWindow,
+    WindowStats,
+    incoming_timestamp,
+    incoming_type,
+    pack_incoming,
 )
+
+__all__ = ["CHAIN", "LAG_BUCKETS", "OUTCOMES", "WindowStats"]
 
 LAG_BUCKETS: tuple[float, ...] = (
     1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400,
 )  # fmt: skip
 
-# The progression that implies its predecessors: a message seen `read` was also delivered
-# and sent. Every other status only counts itself.
-CHAIN = ("sent", "delivered", "read")
 # Still on its way: `unknown` (no status in the journal) is not undelivered, there is nothing
 # to judge.
 UNDELIVERED_STATUSES = frozenset({"sent", "pending"})
@@ -45,6 +56,12 @@ FAILURE_STATUSES = frozenset({"noAccount", "notInGroup", "yellowCard", "failed"}
 # stood `undelivered_after` after it was sent.
 OUTCOMES = ("in_time", "late", "failed", "no_status")
 
+# How late the journal can show a message or its new status (GREEN-API: up to 2 minutes).
+JOURNAL_DELAY = 120
+# Short polls remembered between two full polls, for the self-check (the oldest go first).
+_MAX_SHORT_SPANS = 1000
+_BY_TIMESTAMP = operator.attrgetter("timestamp")
+
 
 @dataclass(frozen=True)
 class Histogram:
@@ -53,21 +70,6 @@ class Histogram:
     buckets: tuple[int, ...] = (0,) * len(LAG_BUCKETS)
     count: int = 0
     total: float = 0.0
-
-
-@dataclass(frozen=True)
-class WindowStats:
-    """The journal as the latest successful poll saw it."""
-
-    by_status_type: Mapping[tuple[str, str], int]
-    send_by_api: int
-    forwarded: int
-    messages: int
-    undelivered: int
-    oldest_undelivered_timestamp: int | None  # send time; None when nothing is undelivered
-    last_message_timestamp: int | None
-    truncated: bool
-    invalid: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class TrackerSnapshot:
     read_lag: Histogram = field(default_factory=Histogram)
     window: WindowStats | None = None
     tracked: int = 0
+    full_polls: int = 0  # successful full reads of the journal
+    resync_corrections: int = 0  # status changes short polls should have shown and did not
+    filters_by_send_time: bool = False  # what the self-check found out about ?minutes=
 
 
 class _LagHistogram:
@@ -116,52 +121,16 @@ class _LagHistogram:
         return Histogram(buckets=tuple(cumulative), count=self.count, total=self.total)
 
 
-# Status bits of a tracked message: every status label value has one.
-_STATUS_BIT = {
-    status: 1 << index
-    for index, status in enumerate(
-        sorted(KNOWN_STATUSES | {STATUS_UNKNOWN, STATUS_OTHER}, key=lambda s: (s not in CHAIN, s))
-    )
-}
-_TS_BITS = 40  # UNIX seconds up to year 36812: journal timestamps beyond are refused anyway
-_TS_MASK = (1 << _TS_BITS) - 1
-_FLAG_BITS = 16  # status bits (15 at most) and the forwarded flag in the top one
-_FORWARDED = 1 << (_FLAG_BITS - 1)
-
-
-class _Tracked:
-    """What is remembered of one message, unpacked for an update.
-
-    In the tracker's dict each message is a single int (flags, then two 40-bit
-    timestamps): about 40 bytes instead of an object with four attributes, which matters
-    with millions of messages in memory.
-    """
-
-    __slots__ = ("forwarded", "last_timestamp", "reached", "sent_timestamp")
-
-    def __init__(self, packed: int = 0) -> None:
-        self.reached = packed & (_FORWARDED - 1)  # bits of _STATUS_BIT
-        self.forwarded = bool(packed & _FORWARDED)
-        self.sent_timestamp = (
-            packed >> _FLAG_BITS
-        ) & _TS_MASK  # first while sent/pending; 0 = never
-        self.last_timestamp = packed >> _LAST_SHIFT
-
-    def pack(self) -> int:
-        flags = self.reached | (_FORWARDED if self.forwarded else 0)
-        return flags | (self.sent_timestamp << _FLAG_BITS) | (self.last_timestamp << _LAST_SHIFT)
-
-
-_LAST_SHIFT = _FLAG_BITS + _TS_BITS  # where last_timestamp starts in a packed message
-
-
-def _unchanged(packed: int, message: JournalMessage) -> bool:
-    """True when ``message`` tells nothing new about the tracked message ``packed``."""
+def _unchanged(packed: int, message: JournalMessage, described: int) -> bool:
+    """True when ``message`` tells nothing new about the tracked message ``packed``: the
+    common case at every poll."""
     return bool(
-        packed & _STATUS_BIT[message.status]
-        and packed >> _LAST_SHIFT >= message.timestamp
-        and (packed & _FORWARDED or not message.forwarded)
-        and (packed >> _FLAG_BITS & _TS_MASK or message.status not in _SENDING)
+        packed & p.DESCRIPTION_MASK == described
+        and packed & STATUS_BIT[message.status]
+        and packed >> p.LAST_SHIFT >= message.timestamp
+        and not packed & p.ABSENT
+        and (packed & p.FORWARDED or not message.forwarded)
+        and (p.sent_timestamp(packed) or message.status not in _SENDING)
     )
 
 
@@ -174,7 +143,7 @@ def statuses_implied(status: str) -> tuple[str, ...]:
 
 class MessageTracker:
     """Counts distinct messages, status transitions, delivery outcomes and lags of one
-    instance's journal.
+    instance's journal, and keeps its window gauges.
 
     ``baseline_before``: at the first observed journal, messages whose timestamp is older
     than this are recorded but not counted, so that a restart does not replay a day of
@@ -182,6 +151,12 @@ class MessageTracker:
 
     Every counted message is judged once, ``undelivered_after`` after it was sent (see
     :class:`_Judgement`): the delivery outcomes are what an SLI is built on.
+
+    The self-check: the docs do not say whether ``?minutes=`` counts back from the time of a
+    message's last action or from its send time. Short polls are right only in the first
+    case. A full answer that shows a status change which short polls covering its timestamp
+    did not show proves the second: :attr:`filters_by_send_time` turns True (the poller then
+    reads the journal in full only) and the change counts as a resync correction.
     """
 
     def __init__(self, window: float, undelivered_after: float,
@@ -189,7 +164,9 @@ class MessageTracker:
         self.window = window
         self.undelivered_after = undelivered_after
         self._baseline_before = baseline_before
-        self._messages: dict[str, int] = {}  # key → _Tracked.pack()
+        # key → packed message (exporter.packed), in ascending order of latest timestamp
+        self._messages: dict[str, int] = {}
+        self._window = OutgoingWindow(window, undelivered_after)
         self._messages_total: dict[tuple[str, bool], int] = {}
         self._status_reached: dict[str, int] = dict.fromkeys(CHAIN, 0)
         self._forwarded_total = 0
@@ -199,19 +176,42 @@ class MessageTracker:
         self._unjudged: dict[str, _Judgement] = {}
         self._delivery_lag = _LagHistogram()
         self._read_lag = _LagHistogram()
-        self._window: WindowStats | None = None
-        self._window_keys: set[tuple[str, str]] = set()
+        self._stats: WindowStats | None = None
+        self._full_polls = 0
+        self._corrections = 0
+        self.filters_by_send_time = False
+        # (when, since) of the short polls since the latest full one, for the self-check
+        self._short_spans: list[tuple[float, float]] = []
 
-    def observe(self, journal: Journal, now: float, max_messages: int) -> TrackerSnapshot:
+    def observe(self, journal: Journal, now: float, max_messages: int, full: bool = True,
+                since: float | None = None) -> TrackerSnapshot:  # fmt: skip
         """Fold one successful poll (ended at ``now``, UNIX time) into the counters and
-        return the new snapshot."""
+        return the new snapshot. ``full``: the answer covers the whole window; else it is a
+        short one, covering the journal since ``since``."""
         baseline = self._baseline_before
         self._baseline_before = None  # the baseline applies to the first journal only
-        for message in journal.messages:
-            self._observe_message(message, baseline, now)
+        changes: list[int] | None = [] if full else None
+        # Oldest first, so that the tracked messages stay in timestamp order (the journal
+        # answers newest first).
+        for message in sorted(journal.messages, key=_BY_TIMESTAMP):
+            self._observe_message(message, baseline, now, changes)
         self._judge(now)
-        _forget_left_window(self._messages, journal, now, self.window, _LAST_SHIFT)
-        self._window = self._window_stats(journal, now, max_messages)
+        present = {message.key for message in journal.messages}
+        if full:
+            assert changes is not None
+            self._check_short_polls(changes)
+            self._mark_absent(present, now)
+            forget = self._window.rebuild(self._messages, now, present)
+            self._window.truncated = journal.elements >= max_messages
+            self._full_polls += 1
+        else:
+            if since is not None:
+                self._short_spans = [*self._short_spans[-_MAX_SHORT_SPANS + 1 :], (now, since)]
+            forget = self._window.advance(self._messages, now, present)
+        for key in forget:
+            del self._messages[key]
+        self._window.invalid = journal.invalid
+        self._stats = self._window.stats(now)
         return self.snapshot()
 
     def configure(self, window: float, undelivered_after: float) -> None:
@@ -219,6 +219,7 @@ class MessageTracker:
         Messages waiting for their judgement keep the deadline they were given."""
         self.window = window
         self.undelivered_after = undelivered_after
+        self._window.configure(window, undelivered_after)
 
     def snapshot(self) -> TrackerSnapshot:
         return TrackerSnapshot(
@@ -228,8 +229,11 @@ class MessageTracker:
             outcomes=MappingProxyType(dict(self._outcomes)),
             delivery_lag=self._delivery_lag.freeze(),
             read_lag=self._read_lag.freeze(),
-            window=self._window,
+            window=self._stats,
             tracked=len(self._messages),
+            full_polls=self._full_polls,
+            resync_corrections=self._corrections,
+            filters_by_send_time=self.filters_by_send_time,
         )
 
     def export(self) -> dict[str, object]:
@@ -242,23 +246,57 @@ class MessageTracker:
             "unjudged": [[k, j.due, j.delivered_at] for k, j in self._unjudged.items()],
             "delivery_lag": _export_histogram(self._delivery_lag),
             "read_lag": _export_histogram(self._read_lag),
-            "window_keys": [list(pair) for pair in sorted(self._window_keys)],
+            "window_keys": self._window.seen_pairs(),
+            "full_polls": self._full_polls,
+            "resync_corrections": self._corrections,
+            "filters_by_send_time": self.filters_by_send_time,
             "messages": [
                 [
                     key,
-                    sorted(status for status, bit in _STATUS_BIT.items() if t.reached & bit),
-                    t.sent_timestamp,
-                    t.last_timestamp,
-                    t.forwarded,
+                    sorted(s for s, bit in STATUS_BIT.items() if packed & bit),
+                    p.sent_timestamp(packed),
+                    p.last_timestamp(packed),
+                    bool(packed & p.FORWARDED),
+                    p.status_of(packed),
+                    p.type_of(packed),
+                    bool(packed & p.BY_API),
+                    bool(packed & p.ABSENT),
                 ]
-                for key, t in ((k, _Tracked(v)) for k, v in self._messages.items())
+                for key, packed in self._messages.items()
             ],
         }
+
+    def export_changes(self, complete: bool = False) -> dict[str, object]:
+        """:meth:`export` for an incremental save of the state file (:mod:`exporter.state`).
+
+        Everything but the tracked messages is as in :meth:`export`. ``messages`` lists only
+        those written since the previous call, unless ``complete``, or this is the first
+        call, or the messages were rebuilt since (a full poll and :meth:`restore` rebuild
+        them): ``messages_complete`` says which. Forgotten messages are not listed as such:
+        merged changes keep their last row until the next complete export, and the first
+        poll after a restore (a full one) forgets them again.
+        """
+        messages = self._messages
+        if isinstance(messages, _WrittenKeys) and not complete:
+            written = messages.take()
+            # export() lists self._messages: for the moment, only the written ones.
+            self._messages = {key: messages[key] for key in written if key in messages}
+            try:
+                return {**self.export(), "messages_complete": False}
+            finally:
+                self._messages = messages
+        if isinstance(messages, _WrittenKeys):
+            messages.take()
+        else:
+            self._messages = _WrittenKeys(messages)
+        return {**self.export(), "messages_complete": True}
 
     def restore(self, data: object) -> None:
         """Resume from :meth:`export` output. Raises ValueError (and changes nothing) when
         the data is not what export writes; counting then resumes with no baseline. Files
-        written before delivery outcomes existed restore with the outcomes at zero."""
+        written by earlier versions (no delivery outcomes, messages without their current
+        status and type) restore too: the first poll after a restart reads the whole
+        window, which puts every message back in its place."""
         if not isinstance(data, dict):
             raise ValueError("tracker state is not an object")
         messages_total = {
@@ -275,20 +313,13 @@ class MessageTracker:
         }
         delivery_lag = _restore_histogram(data["delivery_lag"])
         read_lag = _restore_histogram(data["read_lag"])
-        window_keys = {(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)}
-        tracked: dict[str, int] = {}
-        for key, reached, sent_ts, last_ts, forwarded in _rows(data["messages"], 5):
-            entry = _Tracked()
-            for status in _list(reached):
-                if _str(status) not in _STATUS_BIT:
-                    raise ValueError(f"unknown status {status!r}")
-                entry.reached |= _STATUS_BIT[_str(status)]
-            entry.sent_timestamp = _timestamp(sent_ts)
-            entry.last_timestamp = _timestamp(last_ts)
-            entry.forwarded = _bool(forwarded)
-            tracked[_str(key)] = entry.pack()
+        pairs = [(_str(a), _str(b)) for a, b in _rows(data["window_keys"], 2)]
+        tracked = {key: packed for key, packed in map(_restored_message, _list(data["messages"]))}
         if not set(unjudged) <= set(tracked):
             raise ValueError("a message waiting for its judgement is not tracked")
+        full_polls = _count(data.get("full_polls", 0))
+        corrections = _count(data.get("resync_corrections", 0))
+        by_send_time = _bool(data.get("filters_by_send_time", False))
         self._messages_total = messages_total
         self._status_reached = {**dict.fromkeys(CHAIN, 0), **status_reached}
         self._forwarded_total = forwarded_total
@@ -296,70 +327,112 @@ class MessageTracker:
         self._unjudged = unjudged
         self._delivery_lag = delivery_lag
         self._read_lag = read_lag
-        self._window_keys = window_keys
-        self._messages = tracked
+        self._messages = dict(sorted(tracked.items(), key=lambda item: item[1] >> p.LAST_SHIFT))
+        self._window = OutgoingWindow(self.window, self.undelivered_after)
+        self._window.restore_seen_pairs(pairs)
+        self._full_polls, self._corrections = full_polls, corrections
+        self.filters_by_send_time = by_send_time
+        self._short_spans = []
         self._baseline_before = None  # what happened while we were down is news, not history
 
-    def _observe_message(self, message: JournalMessage, baseline: float | None,
-                         now: float) -> None:  # fmt: skip
-        packed = self._messages.get(message.key)
+    def _observe_message(self, message: JournalMessage, baseline: float | None, now: float,
+                         changes: list[int] | None) -> None:  # fmt: skip
+        key = message.key
+        old = self._messages.get(key)
+        described = p.description(message)
+        if old is not None and _unchanged(old, message, described):
+            return
         status = message.status
-        if packed is not None and _unchanged(packed, message):
-            return  # the common case at every poll: nothing new about this message
         counting = True
-        if packed is None:
-            tracked = _Tracked()
+        if old is None:
+            reached = sent = last = 0
+            forwarded = False
             counting = baseline is None or message.timestamp >= baseline
             if counting:
                 kind = (message.message_type, message.send_by_api)
                 self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
                 # The send time is known for a message first seen sent or pending; for one
                 # first seen later on, its timestamp is the latest the send can have been.
-                self._unjudged[message.key] = _Judgement(
-                    message.timestamp + self.undelivered_after, 0.0
-                )
+                self._unjudged[key] = _Judgement(message.timestamp + self.undelivered_after, 0.0)
         else:
-            tracked = _Tracked(packed)
-        previous_timestamp = tracked.last_timestamp
-        if message.timestamp > tracked.last_timestamp:
-            tracked.last_timestamp = message.timestamp
-
-        if message.forwarded and not tracked.forwarded:
-            tracked.forwarded = True
+            self._window.remove(key, old)
+            reached = old & p.REACHED_MASK
+            forwarded = bool(old & p.FORWARDED)
+            sent, last = p.sent_timestamp(old), p.last_timestamp(old)
+        previous_timestamp = last
+        moved = message.timestamp > last
+        if moved:
+            last = message.timestamp
+        if message.forwarded and not forwarded:
+            forwarded = True
             if counting:
                 self._forwarded_total += 1
-
-        if status in _SENDING and not tracked.sent_timestamp:
-            tracked.sent_timestamp = message.timestamp
-
-        new = [s for s in statuses_implied(status) if not tracked.reached & _STATUS_BIT[s]]
-        for reached in new:
-            tracked.reached |= _STATUS_BIT[reached]
-        self._messages[message.key] = tracked.pack()
+        if status in _SENDING and not sent:
+            sent = message.timestamp
+        new = [s for s in statuses_implied(status) if not reached & STATUS_BIT[s]]
+        for status_name in new:
+            reached |= STATUS_BIT[status_name]
+        packed = p.pack(reached, forwarded, sent, last, described)
+        if old is not None and moved:
+            del self._messages[key]  # to the end: the dict stays in timestamp order
+        self._messages[key] = packed
+        self._window.add(key, packed)
         if not new:
             return
+        if changes is not None and old is not None:
+            changes.append(message.timestamp)
         if counting:
-            for reached in new:
-                self._status_reached[reached] = self._status_reached.get(reached, 0) + 1
+            for status_name in new:
+                self._status_reached[status_name] = self._status_reached.get(status_name, 0) + 1
         if "delivered" not in new and "read" not in new:
             return
         # The journal's timestamp is the time of the last action, so it moves on delivery
         # and read. Where it did not (some products give the send time), the poll that first
         # saw the new status is the best bound there is: a lag of 0 would be a lie.
-        sent_at = tracked.sent_timestamp
         at = float(message.timestamp) if message.timestamp > previous_timestamp else now
-        judgement = self._unjudged.get(message.key)
+        judgement = self._unjudged.get(key)
         if judgement is not None and not judgement.delivered_at:
             judgement.delivered_at = at
-        if not sent_at:  # never seen on its way: no start to measure a lag from
+        if not sent:  # never seen on its way: no start to measure a lag from
             return
-        lag = at - sent_at
-        if message.timestamp < sent_at or lag < 0:
+        lag = at - sent
+        if message.timestamp < sent or lag < 0:
             return  # the journal's clock went backwards, or disagrees with ours: no honest lag
         if "delivered" in new:
             self._delivery_lag.observe(lag)
         if "read" in new:
             self._read_lag.observe(lag)
+
+    def _mark_absent(self, present: set[str], now: float) -> None:
+        """After a full answer: what it does not hold leaves the window (and is forgotten
+        once its timestamp lies outside the window, either side: a broken clock's future
+        dates included); then the tracked messages are put in exact timestamp order."""
+        oldest, newest = now - self.window, now + self.window
+        kept = []
+        for key, packed in self._messages.items():
+            if key not in present:
+                if not oldest <= packed >> p.LAST_SHIFT <= newest:
+                    continue
+                packed |= p.ABSENT
+            kept.append((key, packed))
+        kept.sort(key=lambda item: item[1] >> p.LAST_SHIFT)
+        self._messages = dict(kept)
+
+    def _check_short_polls(self, changes: list[int]) -> None:
+        """The self-check (see the class docstring), on the status changes a full answer
+        showed: ``changes`` holds their timestamps."""
+        spans = self._short_spans
+        self._short_spans = []
+        if not spans:
+            return
+        missed = sum(
+            1
+            for timestamp in changes
+            if any(since <= timestamp and timestamp + JOURNAL_DELAY <= at for at, since in spans)
+        )
+        if missed:
+            self._corrections += missed
+            self.filters_by_send_time = True
 
     def _judge(self, now: float) -> None:
         """Give every message whose judgement is due its delivery outcome, once."""
@@ -367,47 +440,38 @@ class MessageTracker:
         for key in due:
             judgement = self._unjudged.pop(key)
             packed = self._messages.get(key)
-            reached = 0 if packed is None else packed & (_FORWARDED - 1)
+            reached = 0 if packed is None else packed & p.REACHED_MASK
             self._outcomes[judgement.outcome(reached)] += 1
         if len(due) > 1024 and len(self._unjudged) < len(due):
             # A burst was judged: a dict never gives back the room it grew to.
             self._unjudged = dict(self._unjudged)
 
-    def _window_stats(self, journal: Journal, now: float, max_messages: int) -> WindowStats:
-        counts: dict[tuple[str, str], int] = dict.fromkeys(self._window_keys, 0)
-        send_by_api = forwarded = undelivered = 0
-        oldest_undelivered: int | None = None
-        newest: int | None = None
-        undelivered_before = now - self.undelivered_after
-        for message in journal.messages:
-            pair = (message.status, message.message_type)
-            counts[pair] = counts.get(pair, 0) + 1
-            send_by_api += message.send_by_api
-            forwarded += message.forwarded
-            if newest is None or message.timestamp > newest:
-                newest = message.timestamp
-            if message.status in UNDELIVERED_STATUSES and message.timestamp < undelivered_before:
-                undelivered += 1
-                if oldest_undelivered is None or message.timestamp < oldest_undelivered:
-                    oldest_undelivered = message.timestamp
-        # Combinations seen once stay as 0 rather than vanish, so graphs drop to zero.
-        self._window_keys.update(counts)
-        return WindowStats(
-            by_status_type=MappingProxyType(counts),
-            send_by_api=send_by_api,
-            forwarded=forwarded,
-            messages=len(journal.messages),
-            undelivered=undelivered,
-            oldest_undelivered_timestamp=oldest_undelivered,
-            last_message_timestamp=newest,
-            truncated=journal.elements >= max_messages,
-            invalid=journal.invalid,
-        )
+
+def _restored_message(row: object) -> tuple[str, int]:
+    """One row of the state file's messages: 9 values, or the 5 of earlier versions."""
+    values = _list(row)
+    if len(values) not in (5, 9):
+        raise ValueError("expected rows of 9 values")
+    key, reached_list, sent_ts, last_ts, forwarded = values[:5]
+    reached = 0
+    for status in _list(reached_list):
+        if _str(status) not in STATUS_BIT:
+            raise ValueError(f"unknown status {status!r}")
+        reached |= STATUS_BIT[_str(status)]
+    status_name, kind, by_api, absent = (
+        values[5:] if len(values) == 9 else (STATUS_UNKNOWN, TYPE_UNKNOWN, False, True)
+    )
+    if _str(status_name) not in p.STATUSES or _str(kind) not in p.MESSAGE_TYPES:
+        raise ValueError("unknown status or message type")
+    described = p.describe(_str(status_name), _str(kind), _bool(by_api))
+    packed = p.pack(reached, _bool(forwarded), _timestamp(sent_ts), _timestamp(last_ts),
+                    described, _bool(absent))  # fmt: skip
+    return _str(key), packed
 
 
-_DELIVERED_BITS = sum(_STATUS_BIT[s] for s in _DELIVERED)
-_FAILURE_BITS = sum(_STATUS_BIT[s] for s in FAILURE_STATUSES)
-_STATUS_BITS = sum(_STATUS_BIT[s] for s in (*CHAIN, "pending"))
+_DELIVERED_BITS = sum(STATUS_BIT[s] for s in _DELIVERED)
+_FAILURE_BITS = sum(STATUS_BIT[s] for s in FAILURE_STATUSES)
+_STATUS_BITS = sum(STATUS_BIT[s] for s in (*CHAIN, "pending"))
 
 
 class _Judgement:
@@ -450,47 +514,45 @@ class IncomingTracker:
     """Counts distinct incoming messages of one instance by type.
 
     The same rules as :class:`MessageTracker`: a message is keyed by chatId + idMessage, the
-    first journal's messages older than ``baseline_before`` are a baseline, and a message is
-    forgotten once its timestamp has left the window. Incoming messages have no status, so
-    all that is remembered of one is its timestamp.
+    first journal's messages older than ``baseline_before`` are a baseline, short answers
+    change only what they hold, a full one removes from the window what it does not hold,
+    and a message is forgotten once its timestamp has left the window. Incoming messages
+    have no status: all that is remembered of one is its type and timestamp.
     """
 
     def __init__(self, window: float, baseline_before: float | None) -> None:
         self.window = window
         self._baseline_before = baseline_before
-        self._messages: dict[str, int] = {}  # key → timestamp
+        self._messages: dict[str, int] = {}  # key → window.pack_incoming(), timestamp order
+        self._window = IncomingWindow(window)
         self._messages_total: dict[str, int] = {}
-        self._window_types: set[str] = set()
         self._snapshot = IncomingSnapshot()
 
-    def observe(self, journal: Journal, now: float) -> IncomingSnapshot:
+    def observe(self, journal: Journal, now: float, full: bool = True) -> IncomingSnapshot:
         """Fold one successful poll into the counters and return the new snapshot."""
         baseline = self._baseline_before
         self._baseline_before = None
-        counts: dict[str, int] = dict.fromkeys(self._window_types, 0)
-        newest: int | None = None
-        for message in journal.messages:
-            kind = message.message_type
-            counts[kind] = counts.get(kind, 0) + 1
-            if newest is None or message.timestamp > newest:
-                newest = message.timestamp
-            seen = self._messages.get(message.key)
-            if seen is None and (baseline is None or message.timestamp >= baseline):
-                self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
-            if seen is None or message.timestamp > seen:
-                self._messages[message.key] = message.timestamp
-        _forget_left_window(self._messages, journal, now, self.window, 0)
-        self._window_types.update(counts)
+        for message in sorted(journal.messages, key=_BY_TIMESTAMP):
+            self._observe_message(message, baseline)
+        present = {message.key for message in journal.messages}
+        if full:
+            self._mark_absent(present, now)
+            forget = self._window.rebuild(self._messages, now, present)
+        else:
+            forget = self._window.advance(self._messages, now, present)
+        for key in forget:
+            del self._messages[key]
         self._snapshot = IncomingSnapshot(
             messages_total=MappingProxyType(dict(self._messages_total)),
-            window=MappingProxyType(counts),
-            last_message_timestamp=newest,
+            window=self._window.counts(),
+            last_message_timestamp=self._window.newest,
             tracked=len(self._messages),
         )
         return self._snapshot
 
     def configure(self, window: float) -> None:
         self.window = window
+        self._window.configure(window)
 
     def snapshot(self) -> IncomingSnapshot:
         return self._snapshot
@@ -499,46 +561,72 @@ class IncomingTracker:
         """Plain data for the state file."""
         return {
             "messages_total": dict(self._messages_total),
-            "window_types": sorted(self._window_types),
-            "messages": [[key, ts] for key, ts in self._messages.items()],
+            "window_types": self._window.seen_types(),
+            "messages": [
+                [key, incoming_timestamp(v), incoming_type(v)] for key, v in self._messages.items()
+            ],
         }
 
     def restore(self, data: object) -> None:
-        """Resume from :meth:`export` output; ValueError (and nothing changed) otherwise."""
+        """Resume from :meth:`export` output; ValueError (and nothing changed) otherwise.
+        Rows of earlier versions (key and timestamp) restore with an unknown type."""
         mapping = _mapping(data)
         try:
             totals = {_str(k): _count(v) for k, v in _mapping(mapping["messages_total"]).items()}
             types = {_str(t) for t in _list(mapping["window_types"])}
-            messages = {_str(k): _timestamp(ts) for k, ts in _rows(mapping["messages"], 2)}
+            messages = dict(map(_restored_incoming, _list(mapping["messages"])))
         except KeyError as exc:
             raise ValueError(f"incoming state incomplete: {exc}") from None
         self._messages_total = totals
-        self._window_types = types
-        self._messages = messages
+        self._messages = dict(sorted(messages.items(), key=lambda item: item[1]))
+        self._window = IncomingWindow(self.window)
+        self._window.restore_seen_types(types)
         self._baseline_before = None
         self._snapshot = IncomingSnapshot(
             messages_total=MappingProxyType(dict(totals)), tracked=len(messages)
         )
 
+    def _observe_message(self, message: JournalMessage, baseline: float | None) -> None:
+        key = message.key
+        old = self._messages.get(key)
+        if old is None:
+            if baseline is None or message.timestamp >= baseline:
+                kind = message.message_type
+                self._messages_total[kind] = self._messages_total.get(kind, 0) + 1
+            timestamp = message.timestamp
+        else:
+            timestamp = max(incoming_timestamp(old), message.timestamp)
+        packed = pack_incoming(timestamp, message.message_type)
+        if packed == old:
+            return
+        if old is not None:
+            self._window.remove(old)
+            if timestamp > incoming_timestamp(old):
+                del self._messages[key]  # to the end: the dict stays in timestamp order
+        self._messages[key] = packed
+        self._window.add(packed)
 
-def _forget_left_window(
-    messages: dict[str, int], journal: Journal, now: float, window: float, shift: int
-) -> None:
-    """Drop tracked messages that left the window; ``messages[key] >> shift`` is the
-    message's latest timestamp. One missing from a single response (the journal loses
-    messages now and then) is kept while its timestamp is in the window, so that it is not
-    counted again when it comes back. One whose timestamp lies more than a window in the
-    future (a broken clock) is dropped as soon as it is missing: it would otherwise stay for
-    as long as its timestamp is ahead."""
-    oldest, newest = now - window, now + window
-    present = {message.key for message in journal.messages}
-    stale = [
-        key
-        for key, value in messages.items()
-        if key not in present and not oldest <= value >> shift <= newest
-    ]
-    for key in stale:
-        del messages[key]
+    def _mark_absent(self, present: set[str], now: float) -> None:
+        oldest, newest = now - self.window, now + self.window
+        kept = []
+        for key, value in self._messages.items():
+            if key not in present:
+                if not oldest <= incoming_timestamp(value) <= newest:
+                    continue
+                value |= INCOMING_ABSENT
+            kept.append((key, value))
+        kept.sort(key=lambda item: item[1])
+        self._messages = dict(kept)
+
+
+def _restored_incoming(row: object) -> tuple[str, int]:
+    values = _list(row)
+    if len(values) not in (2, 3):
+        raise ValueError("expected rows of 3 values")
+    kind = _str(values[2]) if len(values) == 3 else TYPE_UNKNOWN
+    if kind not in p.MESSAGE_TYPES:
+        raise ValueError(f"unknown message type {kind!r}")
+    return _str(values[0]), pack_incoming(_timestamp(values[1]), kind, absent=len(values) == 2)
 
 
 def _export_histogram(histogram: _LagHistogram) -> dict[str, object]:
@@ -593,7 +681,7 @@ def _bool(value: object) -> bool:
 
 def _timestamp(value: object) -> int:
     number = _count(value)
-    if number > _TS_MASK:
+    if number > p.TS_MASK:
         raise ValueError("timestamp out of range")
     return number
 
@@ -608,3 +696,24 @@ def _count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("expected a whole number >= 0")
     return value
+
+
+class _WrittenKeys(dict[str, int]):
+    """A tracker's messages that also note which keys were written (by item assignment,
+    the only way the tracker writes one) since :meth:`take`; for
+    :meth:`MessageTracker.export_changes`."""
+
+    __slots__ = ("_written",)
+
+    def __init__(self, messages: Mapping[str, int]) -> None:
+        super().__init__(messages)
+        self._written: set[str] = set()
+
+    def __setitem__(self, key: str, value: int) -> None:
+        super().__setitem__(key, value)
+        self._written.add(key)
+
+    def take(self) -> set[str]:
+        """The keys written since the previous call."""
+        written, self._written = self._written, set()
+        return written

@@ -14,6 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.collectors import BY_NAME
 from exporter.config import (
     OWN_LABELS,
     SETTINGS,
@@ -667,8 +668,9 @@ def test_each_collector_calls_its_method_and_only_journals_send_minutes(tmp_path
     assert i.method_url("queue") == f"{base}/getMessagesCount/{TOKEN}"
     assert i.method_url("incoming") == f"{base}/lastIncomingMessages/{TOKEN}"
     assert i.redacted_url("incoming") == f"{base}/lastIncomingMessages/<redacted>"
-    assert i.method_params("outgoing") == i.method_params("incoming") == {"minutes": "120"}
-    assert i.method_params("state") == i.method_params("queue") == {}
+    params = {name: BY_NAME[name].params(i) for name in ("outgoing", "incoming", "state", "queue")}
+    assert params["outgoing"] == params["incoming"] == {"minutes": "120"}
+    assert params["state"] == params["queue"] == {}
 
 
 def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path: Path) -> None:
@@ -865,6 +867,7 @@ EXAMPLES: dict[str, tuple[object, object, str]] = {
     "timeout": ("3s", 3, "3s"),
     "undelivered_after": ("15m", 900, "15m"),
     "max_messages": (100, 100, "100"),
+    "resync_interval": ("0", 0.0, "0s"),
     "collect": (["state", "outgoing"], ("outgoing", "state"), "[outgoing, state]"),
     "monthly_quota": (100000, 100000, "100000 (about 21600 journal calls a month)"),
 }  # fmt: skip

@@ -63,6 +63,7 @@ def instance(
         name=name, id_instance=id_instance, labels=labels, window_seconds=86400,
         collect=("outgoing",),
         polls_total=MappingProxyType({"outgoing": {r: i for i, r in enumerate(RESULTS)}}),
+        fetched_bytes=MappingProxyType({"outgoing": 123_456 if polled else 0}),
         readings=MappingProxyType({"outgoing": Reading(status, snapshot) if polled
                                    else Reading(None, MessageTracker(60, 1, None).snapshot())}),
     )  # fmt: skip
@@ -79,7 +80,9 @@ def every_collector(name: str, id_instance: str) -> InstanceSnapshot:
     status = CollectorStatus("success", "", T0 + 10, 0.1, T0 + 10)
     readings = {**base.readings, "state": Reading(status, "notAuthorized"),
                 "queue": Reading(status, 12), "incoming": Reading(status, incoming)}  # fmt: skip
+    fetched = {"outgoing": 123_456, "state": 512, "queue": 256, "incoming": 2048}
     return replace(base, collect=collect, polls_total=MappingProxyType(polls),
+                   fetched_bytes=MappingProxyType(fetched),
                    readings=MappingProxyType(readings))  # fmt: skip
 
 
@@ -142,6 +145,7 @@ def test_the_text_exposition_passes_the_text_parser() -> None:
     assert {"greenapi_outgoing_window_messages", "greenapi_outgoing_messages_total"} <= names
 
 
+@pytest.mark.process
 def test_promtool_finds_no_problem_in_the_text_exposition() -> None:
     text = rendered(Exposition(), golden_snapshot(), TEXT).decode()
     result = promtool("check", "metrics", input=text)

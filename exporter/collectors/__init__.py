@@ -18,6 +18,7 @@ from exporter.collectors.base import (
     InvalidAnswer,
     Reading,
     SampleSink,
+    Span,
 )
 from exporter.collectors.incoming import IncomingCollector
 from exporter.collectors.outgoing import OutgoingCollector
@@ -34,5 +35,5 @@ BY_NAME: dict[str, AnyCollector] = {c.name: c for c in COLLECTORS}
 
 __all__ = [
     "BY_NAME", "COLLECTORS", "NAMES", "OUTGOING", "AnyCollector", "ApiCollector",
-    "CollectorStatus", "FamilySpec", "InvalidAnswer", "Reading", "SampleSink",
+    "CollectorStatus", "FamilySpec", "InvalidAnswer", "Reading", "SampleSink", "Span",
 ]  # fmt: skip

@@ -56,6 +56,18 @@ class FamilySpec:
 
 
 @dataclass(frozen=True)
+class Span:
+    """What a journal request asked for: the whole window (``full``), or the journal since
+    ``since`` (UNIX time) in a short poll."""
+
+    full: bool = True
+    since: float | None = None
+
+
+FULL = Span()
+
+
+@dataclass(frozen=True)
 class CollectorStatus:
     """How the latest request of one collector went."""
 
@@ -97,9 +109,12 @@ class ApiCollector(ABC, Generic[StateT, ParsedT, ValueT]):
     families: tuple[FamilySpec, ...] = ()
     state_key: str | None = None  # its entry in the state file, if it keeps one
 
-    def params(self, config: InstanceConfig) -> dict[str, str]:
-        """The request's query."""
-        return {"minutes": str(config.window_minutes)} if self.journal else {}
+    def params(self, config: InstanceConfig, minutes: int | None = None) -> dict[str, str]:
+        """The request's query: a journal's ``?minutes=``, the whole window unless a short
+        poll asks for ``minutes``."""
+        if not self.journal:
+            return {}
+        return {"minutes": str(config.window_minutes if minutes is None else minutes)}
 
     @abstractmethod
     def new_state(self, config: InstanceConfig, baseline_before: float | None) -> StateT:
@@ -117,9 +132,10 @@ class ApiCollector(ABC, Generic[StateT, ParsedT, ValueT]):
         """An answer's body; raises :class:`InvalidAnswer` when it cannot be used."""
 
     @abstractmethod
-    def fold(self, state: StateT, parsed: ParsedT, now: float, config: InstanceConfig) -> ValueT:
+    def fold(self, state: StateT, parsed: ParsedT, now: float, config: InstanceConfig,
+             span: Span) -> ValueT:  # fmt: skip
         """Fold a parsed answer (received at ``now``, UNIX time) into ``state`` and return
-        the new value."""
+        the new value; ``span`` is what a journal's answer covers."""
 
     @abstractmethod
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],
@@ -129,6 +145,11 @@ class ApiCollector(ABC, Generic[StateT, ParsedT, ValueT]):
     @abstractmethod
     def describe(self, reading: Reading) -> str:
         """The collector's value in a few words, for the landing page."""
+
+    def reads_in_full_only(self, value: ValueT) -> bool:
+        """Whether the value says short polls cannot be trusted for this journal (the
+        outgoing journal's self-check)."""
+        return False
 
     def tracked(self, value: ValueT | None) -> int:
         """Messages held in memory for this value (greenapi_exporter_tracked_messages)."""

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from exporter.collectors.base import ApiCollector, FamilySpec, InvalidAnswer, Reading, SampleSink
+from exporter.collectors.base import (
+    ApiCollector,
+    FamilySpec,
+    InvalidAnswer,
+    Reading,
+    SampleSink,
+    Span,
+)
 from exporter.journal import InvalidJournal, Journal, parse_journal
 from exporter.tracker import IncomingSnapshot, IncomingTracker
 
@@ -50,8 +57,8 @@ class IncomingCollector(ApiCollector[IncomingTracker, Journal, IncomingSnapshot]
             raise InvalidAnswer(str(exc)) from None
 
     def fold(self, state: IncomingTracker, parsed: Journal, now: float,
-             config: InstanceConfig) -> IncomingSnapshot:  # fmt: skip
-        return state.observe(parsed, now)
+             config: InstanceConfig, span: Span) -> IncomingSnapshot:  # fmt: skip
+        return state.observe(parsed, now, full=span.full)
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],
                     sink: SampleSink) -> None:  # fmt: skip

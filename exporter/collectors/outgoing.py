@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from exporter.collectors.base import ApiCollector, FamilySpec, InvalidAnswer, Reading, SampleSink
+from exporter.collectors.base import (
+    ApiCollector,
+    FamilySpec,
+    InvalidAnswer,
+    Reading,
+    SampleSink,
+    Span,
+)
 from exporter.journal import InvalidJournal, Journal, parse_journal
 from exporter.tracker import OUTCOMES, MessageTracker, TrackerSnapshot
 
@@ -61,6 +68,10 @@ FAMILIES = (
     FamilySpec("greenapi_outgoing_delivery_outcomes_total", "counter",
                "Counted messages by how they stood undelivered_after after they were sent: "
                "in_time, late, failed or no_status.", ("outcome",)),
+    FamilySpec("greenapi_outgoing_full_polls_total", "counter",
+               "Successful reads of the whole journal window (short polls read its recent past)."),
+    FamilySpec("greenapi_outgoing_resync_corrections_total", "counter",
+               "Status changes a full read found that the short polls covering them did not show."),
     FamilySpec("greenapi_outgoing_delivery_lag_seconds", "histogram",
                "Seconds from sent to first seen delivered or read."),
     FamilySpec("greenapi_outgoing_read_lag_seconds", "histogram",
@@ -92,8 +103,11 @@ class OutgoingCollector(ApiCollector[MessageTracker, Journal, TrackerSnapshot]):
             raise InvalidAnswer(str(exc)) from None
 
     def fold(self, state: MessageTracker, parsed: Journal, now: float,
-             config: InstanceConfig) -> TrackerSnapshot:  # fmt: skip
-        return state.observe(parsed, now, config.settings.max_messages)
+             config: InstanceConfig, span: Span) -> TrackerSnapshot:  # fmt: skip
+        return state.observe(parsed, now, config.settings.max_messages, span.full, span.since)
+
+    def reads_in_full_only(self, value: TrackerSnapshot) -> bool:
+        return value.filters_by_send_time
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],
                     sink: SampleSink) -> None:  # fmt: skip
@@ -118,6 +132,9 @@ class OutgoingCollector(ApiCollector[MessageTracker, Journal, TrackerSnapshot]):
         for outcome in OUTCOMES:
             sink.sample("greenapi_outgoing_delivery_outcomes_total", [*labels, outcome],
                         tracker.outcomes.get(outcome, 0))  # fmt: skip
+        sink.sample("greenapi_outgoing_full_polls_total", labels, tracker.full_polls)
+        sink.sample("greenapi_outgoing_resync_corrections_total", labels,
+                    tracker.resync_corrections)  # fmt: skip
         sink.histogram("greenapi_outgoing_delivery_lag_seconds", labels, tracker.delivery_lag)
         sink.histogram("greenapi_outgoing_read_lag_seconds", labels, tracker.read_lag)
         window = tracker.window

@@ -18,6 +18,7 @@ from exporter.collectors.base import (
     InvalidAnswer,
     Reading,
     SampleSink,
+    Span,
     decode_json,
 )
 from exporter.journal import json_type
@@ -57,7 +58,8 @@ class QueueCollector(ApiCollector[None, int, int]):
     def parse(self, body: bytes) -> int:
         return parse_queue(body)
 
-    def fold(self, state: None, parsed: int, now: float, config: InstanceConfig) -> int:
+    def fold(self, state: None, parsed: int, now: float, config: InstanceConfig,
+             span: Span) -> int:  # fmt: skip
         return parsed
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],

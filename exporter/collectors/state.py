@@ -20,6 +20,7 @@ from exporter.collectors.base import (
     InvalidAnswer,
     Reading,
     SampleSink,
+    Span,
     decode_json,
 )
 from exporter.journal import json_type
@@ -77,7 +78,8 @@ class StateCollector(ApiCollector[None, str, str]):
     def parse(self, body: bytes) -> str:
         return parse_state(body)
 
-    def fold(self, state: None, parsed: str, now: float, config: InstanceConfig) -> str:
+    def fold(self, state: None, parsed: str, now: float, config: InstanceConfig,
+             span: Span) -> str:  # fmt: skip
         return parsed
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],

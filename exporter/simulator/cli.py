@@ -19,6 +19,7 @@ from exporter.simulator.control import ROUTES_IN_ORDER
 from exporter.simulator.faults import FAULTS, METHODS
 from exporter.simulator.fleet import DEMO_UNDELIVERED_AFTER
 from exporter.simulator.http import Simulator
+from exporter.simulator.traffic import MINUTES_BY
 
 _WIDTH = 79
 _EXAMPLES = """\
@@ -95,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print a matching exporter configuration and exit",
     )
+    parser.add_argument("--minutes-by", choices=MINUTES_BY, default=MINUTES_BY[0],
+                        help="what ?minutes= of lastOutgoingMessages counts back from "
+                             "(default last_action)")  # fmt: skip
     parser.add_argument("--first-instance", type=int, default=1,
                         help="number of the first instance (ids and names count on from it)")  # fmt: skip
     parser.add_argument(
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         simulator = Simulator(instances=args.instances, seed=args.seed, host=host, port=int(port_text),
                               depth=args.depth, rate_limit=not args.no_rate_limit, rate=args.rate / 60,
                               first_index=args.first_instance)  # fmt: skip
+    for instance in simulator.instances:
+        simulator.set_minutes_by(instance.name, args.minutes_by)
     if not args.no_rate_limit:
         simulator.rate_limit = True
     if args.print_config:

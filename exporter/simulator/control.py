@@ -27,9 +27,11 @@ from exporter.simulator.bodies import (
     Body,
     BodyError,
     Field,
+    Kind,
     ObjectBody,
 )
 from exporter.simulator.fleet import Fleet
+from exporter.simulator.traffic import MINUTES_BY
 
 INSTANCES = "/_sim/instances"
 INSTANCE = INSTANCES + "/{x}"
@@ -103,6 +105,8 @@ _STATE = ObjectBody((Field("state", TEXT, required=True, nullable=True),))
 _QUEUE = ObjectBody((Field("count", COUNT, default=0), Field("cyrillic", BOOLEAN, default=False)))
 _STATUSES = ObjectBody((Field("enabled", BOOLEAN, required=True),))
 _RATE = ObjectBody((Field("per_second", RATE, required=True),))
+BASIS = Kind(" or ".join(f'"{b}"' for b in MINUTES_BY), lambda v: v in MINUTES_BY)
+_MINUTES_BY = ObjectBody((Field("basis", BASIS, required=True),))
 _BURST = ObjectBody((Field("count", COUNT, required=True),))
 _ELEMENTS = ArrayBody("elements")
 
@@ -192,6 +196,12 @@ ROUTES_IN_ORDER = (
         "PUT", INSTANCE + "/statuses", _STATUSES,
         'false: statusMessage is "" on every journal element',
         lambda fleet, x, body: fleet.set_statuses(x, body["enabled"]),
+    ),
+    Route(
+        "PUT", INSTANCE + "/minutes_by", _MINUTES_BY,
+        "what lastOutgoingMessages' ?minutes= counts back from: last_action (a message's "
+        "timestamp, the default) or send_time",
+        lambda fleet, x, body: fleet.set_minutes_by(x, body["basis"]),
     ),
     Route(
         "PUT", INSTANCE + "/rate", _RATE,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from exporter.simulator.faults import check_fault
-from exporter.simulator.traffic import SimulatedInstance
+from exporter.simulator.traffic import MINUTES_BY, SimulatedInstance
 
 # The configuration that makes the demo's story show within minutes (the exporter's default,
 # 5m, would delay every late verdict by three more minutes).
@@ -225,6 +225,15 @@ class Fleet:
         with instance.lock:
             instance.statuses = enabled
 
+    def set_minutes_by(self, id_or_name: str, basis: str) -> None:
+        """What ``?minutes=`` of lastOutgoingMessages counts back from: ``last_action`` (the
+        time of a message's last action, its ``timestamp``) or ``send_time``."""
+        if basis not in MINUTES_BY:
+            raise ValueError(f"minutes_by: expected one of {', '.join(MINUTES_BY)}, got {basis!r}")
+        instance = self.instance(id_or_name)
+        with instance.lock:
+            instance.minutes_by = basis
+
     def set_queue(self, id_or_name: str, count: int, cyrillic: bool = False) -> None:
         """Add ``count`` to what getMessagesCount answers; ``cyrillic``: spell its key with
         a Cyrillic "\u0441", as some answers do."""
@@ -326,6 +335,7 @@ class Fleet:
                 "queue": i.queue_length(now, self.depth),
                 "rate_per_second": i.rate,
                 "statuses": i.statuses,
+                "minutes_by": i.minutes_by,
                 "scripted_messages": i.scripted is not None,
                 "scripted_incoming": i.scripted_incoming is not None,
                 "fault": fault,

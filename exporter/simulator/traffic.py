@@ -29,6 +29,10 @@ from exporter.simulator.replies import replies
 RETENTION = 90 * 86400.0  # the API keeps three months of journal
 
 
+# What lastOutgoingMessages' ?minutes= can count back from (a per-instance knob).
+MINUTES_BY = ("last_action", "send_time")
+
+
 @dataclass
 class SimulatedInstance:
     """One fake instance: its identity, generated traffic, and the knobs tests turn.
@@ -71,6 +75,10 @@ class SimulatedInstance:
     stall_period: float | None = None
     statuses: bool = True
     longest_read_lag: float = 0.0  # send to read, the longest yet: how far back replies go
+    longest_action_lag: float = 0.0  # send to the last action (delivery or read), the longest
+    # What ?minutes= counts back from: the time of a message's last action, or its send time
+    # (GREEN-API does not document which; the exporter checks which one it meets).
+    minutes_by: str = "last_action"  # or "send_time": see MINUTES_BY
     waiting: list[Message] = field(default_factory=list, repr=False)  # held, no send time yet
     send_free_at: float = -math.inf  # the queue sends one message a second at most
     queue_count: int = 0
@@ -182,6 +190,9 @@ class SimulatedInstance:
         if message.delivered_at is None or message.delivered_at > now:
             natural = message.sent_at + message.delivery_delay
             message.delivered_at = self._event_at(natural, now, f"delivered:{message.id_message}")
+        if math.isfinite(message.delivered_at):
+            lag = message.delivered_at - message.sent_at
+            self.longest_action_lag = max(self.longest_action_lag, lag)
         if message.read_delay is None:
             message.read_at = None
             return
@@ -190,6 +201,7 @@ class SimulatedInstance:
             message.read_at = self._event_at(natural, now, f"read:{message.id_message}")
         if math.isfinite(message.read_at):
             self.longest_read_lag = max(self.longest_read_lag, message.read_at - message.sent_at)
+            self.longest_action_lag = max(self.longest_action_lag, self.longest_read_lag)
 
     def replan_deliveries(self, now: float) -> None:
         """Plan every sent message again, after the stall schedule changed at ``now``."""
@@ -236,12 +248,17 @@ class SimulatedInstance:
         if self.scripted is not None:
             return [e for e in self.scripted if _scripted_in_window(e, cutoff)]
         self.advance(now, depth)
+        by_action = self.minutes_by == "last_action"
+        # A message sent before the cutoff may have acted (been delivered, read) since.
+        horizon = cutoff - self.longest_action_lag if by_action else cutoff
         elements: list[Any] = []
         for message in reversed(self.messages):
             if message.sent_at > now:
                 continue
-            if message.sent_at < cutoff or len(elements) >= depth:
+            if message.sent_at < horizon or len(elements) >= depth:
                 break
+            if by_action and message.state(now)[1] < cutoff:
+                continue
             elements.append(message.element(now, self.thumbnail, self.statuses))
         return elements
 
