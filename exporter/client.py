@@ -78,8 +78,8 @@ RESULTS = (
 _NAMED_STATUSES = {400, 401, 403, 429, 466}
 
 # Largest answer read before giving up, decoded. A full 10,000-message WhatsApp journal with
-# thumbnails is tens of megabytes; anything far beyond is not a journal.
-MAX_BODY_BYTES = 128 * 1024 * 1024
+# thumbnails is about 12 MB; anything far beyond is not a journal.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 _READ_SIZE = 256 * 1024
 
 

@@ -91,11 +91,24 @@ class Journal:
     invalid: int  # elements that could not be used
 
 
+# An answer is bounded by what it holds, not only by its size: a few megabytes of `[{},{},…]`
+# decode into millions of objects (gigabytes) while the decoder holds the GIL. The journal
+# holds at most 10,000 messages (WhatsApp) and each element a few nested objects.
+MAX_ELEMENTS = 50_000
+MAX_OBJECTS = 10 * MAX_ELEMENTS  # "{" in the body, counted before decoding: an upper bound
+
+
 def parse_journal(body: bytes | str) -> Journal:
-    """Parse a response body; raise :class:`InvalidJournal` if it is not a JSON array."""
-    data = _loads(body)
+    """Parse a response body; raise :class:`InvalidJournal` if it is not a JSON array, or
+    holds more than :data:`MAX_ELEMENTS` elements."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if raw.count(b"{") > MAX_OBJECTS:
+        raise InvalidJournal(f"answer holds over {MAX_OBJECTS} objects: far beyond a journal")
+    data = _loads(raw)
     if not isinstance(data, list):
         raise InvalidJournal(f"expected a JSON array, got a JSON {json_type(data)}")
+    if len(data) > MAX_ELEMENTS:
+        raise InvalidJournal(f"answer holds {len(data)} elements, over {MAX_ELEMENTS}")
     return journal_from_elements(data)
 
 

@@ -19,8 +19,9 @@ that the collector reads from other threads.
 from __future__ import annotations
 
 import bisect
+import itertools
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -55,6 +56,11 @@ FAILURE_STATUSES = frozenset({"noAccount", "notInGroup", "yellowCard", "failed"}
 # Every value of greenapi_outgoing_delivery_outcomes_total{outcome}: how each counted message
 # stood `undelivered_after` after it was sent.
 OUTCOMES = ("in_time", "late", "failed", "no_status")
+
+# Messages remembered per instance, at most: twenty times the journal's depth. Beyond, the
+# oldest are forgotten early (and counted): a hostile or broken upstream that invents new
+# messages at every poll must not grow the exporter without bound.
+MAX_TRACKED = 200_000
 
 # How late the journal can show a message or its new status (GREEN-API: up to 2 minutes).
 JOURNAL_DELAY = 120
@@ -93,6 +99,7 @@ class TrackerSnapshot:
     full_polls: int = 0  # successful full reads of the journal
     resync_corrections: int = 0  # status changes short polls should have shown and did not
     filters_by_send_time: bool = False  # what the self-check found out about ?minutes=
+    dropped: int = 0  # messages forgotten early because the instance tracked MAX_TRACKED
 
 
 class _LagHistogram:
@@ -179,6 +186,7 @@ class MessageTracker:
         self._stats: WindowStats | None = None
         self._full_polls = 0
         self._corrections = 0
+        self._dropped = 0  # forgotten early, over MAX_TRACKED
         self.filters_by_send_time = False
         # (when, since) of the short polls since the latest full one, for the self-check
         self._short_spans: list[tuple[float, float]] = []
@@ -210,9 +218,14 @@ class MessageTracker:
             forget = self._window.advance(self._messages, now, present)
         for key in forget:
             del self._messages[key]
+        self._dropped += _drop_oldest(self._messages, MAX_TRACKED, self._forget)
         self._window.invalid = journal.invalid
         self._stats = self._window.stats(now)
         return self.snapshot()
+
+    def _forget(self, key: str, packed: int) -> None:
+        self._window.remove(key, packed)
+        self._unjudged.pop(key, None)
 
     def configure(self, window: float, undelivered_after: float) -> None:
         """Apply changed settings after a reload; counters and tracked messages stay.
@@ -234,6 +247,7 @@ class MessageTracker:
             full_polls=self._full_polls,
             resync_corrections=self._corrections,
             filters_by_send_time=self.filters_by_send_time,
+            dropped=self._dropped,
         )
 
     def export(self) -> dict[str, object]:
@@ -249,6 +263,7 @@ class MessageTracker:
             "window_keys": self._window.seen_pairs(),
             "full_polls": self._full_polls,
             "resync_corrections": self._corrections,
+            "dropped": self._dropped,
             "filters_by_send_time": self.filters_by_send_time,
             "messages": [
                 [
@@ -319,6 +334,7 @@ class MessageTracker:
             raise ValueError("a message waiting for its judgement is not tracked")
         full_polls = _count(data.get("full_polls", 0))
         corrections = _count(data.get("resync_corrections", 0))
+        dropped = _count(data.get("dropped", 0))
         by_send_time = _bool(data.get("filters_by_send_time", False))
         self._messages_total = messages_total
         self._status_reached = {**dict.fromkeys(CHAIN, 0), **status_reached}
@@ -330,7 +346,7 @@ class MessageTracker:
         self._messages = dict(sorted(tracked.items(), key=lambda item: item[1] >> p.LAST_SHIFT))
         self._window = OutgoingWindow(self.window, self.undelivered_after)
         self._window.restore_seen_pairs(pairs)
-        self._full_polls, self._corrections = full_polls, corrections
+        self._full_polls, self._corrections, self._dropped = full_polls, corrections, dropped
         self.filters_by_send_time = by_send_time
         self._short_spans = []
         self._baseline_before = None  # what happened while we were down is news, not history
@@ -508,6 +524,7 @@ class IncomingSnapshot:
     window: Mapping[str, int] | None = None  # by message_type; None before a successful poll
     last_message_timestamp: int | None = None
     tracked: int = 0
+    dropped: int = 0  # messages forgotten early because the instance tracked MAX_TRACKED
 
 
 class IncomingTracker:
@@ -526,6 +543,7 @@ class IncomingTracker:
         self._messages: dict[str, int] = {}  # key → window.pack_incoming(), timestamp order
         self._window = IncomingWindow(window)
         self._messages_total: dict[str, int] = {}
+        self._dropped = 0
         self._snapshot = IncomingSnapshot()
 
     def observe(self, journal: Journal, now: float, full: bool = True) -> IncomingSnapshot:
@@ -542,11 +560,15 @@ class IncomingTracker:
             forget = self._window.advance(self._messages, now, present)
         for key in forget:
             del self._messages[key]
+        self._dropped += _drop_oldest(
+            self._messages, MAX_TRACKED, lambda _key, packed: self._window.remove(packed)
+        )
         self._snapshot = IncomingSnapshot(
             messages_total=MappingProxyType(dict(self._messages_total)),
             window=self._window.counts(),
             last_message_timestamp=self._window.newest,
             tracked=len(self._messages),
+            dropped=self._dropped,
         )
         return self._snapshot
 
@@ -561,6 +583,7 @@ class IncomingTracker:
         """Plain data for the state file."""
         return {
             "messages_total": dict(self._messages_total),
+            "dropped": self._dropped,
             "window_types": self._window.seen_types(),
             "messages": [
                 [key, incoming_timestamp(v), incoming_type(v)] for key, v in self._messages.items()
@@ -575,15 +598,17 @@ class IncomingTracker:
             totals = {_str(k): _count(v) for k, v in _mapping(mapping["messages_total"]).items()}
             types = {_str(t) for t in _list(mapping["window_types"])}
             messages = dict(map(_restored_incoming, _list(mapping["messages"])))
+            dropped = _count(mapping.get("dropped", 0))
         except KeyError as exc:
             raise ValueError(f"incoming state incomplete: {exc}") from None
         self._messages_total = totals
+        self._dropped = dropped
         self._messages = dict(sorted(messages.items(), key=lambda item: item[1]))
         self._window = IncomingWindow(self.window)
         self._window.restore_seen_types(types)
         self._baseline_before = None
         self._snapshot = IncomingSnapshot(
-            messages_total=MappingProxyType(dict(totals)), tracked=len(messages)
+            messages_total=MappingProxyType(dict(totals)), tracked=len(messages), dropped=dropped
         )
 
     def _observe_message(self, message: JournalMessage, baseline: float | None) -> None:
@@ -617,6 +642,17 @@ class IncomingTracker:
             kept.append((key, value))
         kept.sort(key=lambda item: item[1])
         self._messages = dict(kept)
+
+
+def _drop_oldest(messages: dict[str, int], limit: int,
+                 forget: Callable[[str, int], None]) -> int:  # fmt: skip
+    """Forget the oldest messages (the dict is in timestamp order) beyond ``limit``; how many."""
+    excess = len(messages) - limit
+    if excess <= 0:
+        return 0
+    for key in list(itertools.islice(messages, excess)):
+        forget(key, messages.pop(key))
+    return excess
 
 
 def _restored_incoming(row: object) -> tuple[str, int]:

@@ -69,3 +69,8 @@ def test_an_empty_queue_is_zero() -> None:
 def test_a_queue_body_without_a_usable_count_is_refused(body: bytes, message: str) -> None:
     with pytest.raises(InvalidAnswer, match=message):
         parse_queue(body)
+
+
+def test_a_status_answer_far_too_large_to_be_one_is_invalid() -> None:
+    with pytest.raises(InvalidAnswer, match="not a status"):
+        parse_state(b'{"stateInstance": "authorized", "x": "' + b"a" * 70_000 + b'"}')

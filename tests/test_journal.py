@@ -264,3 +264,15 @@ def test_any_json_value_parses_or_is_invalid_never_crashes(value: object) -> Non
 def test_any_bytes_parse_or_are_invalid_never_crash(body: bytes) -> None:
     with contextlib.suppress(InvalidJournal):
         parse_journal(body)
+
+
+def test_an_answer_of_too_many_objects_is_refused_before_it_is_decoded() -> None:
+    body = b"[" + b",".join([b"{}"] * (journal.MAX_OBJECTS + 1)) + b"]"
+    with pytest.raises(InvalidJournal, match="objects: far beyond a journal"):
+        parse_journal(body)
+
+
+def test_an_answer_of_too_many_elements_is_refused() -> None:
+    body = json.dumps([1] * (journal.MAX_ELEMENTS + 1))
+    with pytest.raises(InvalidJournal, match="elements, over"):
+        parse_journal(body)

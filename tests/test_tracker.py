@@ -479,7 +479,9 @@ def incoming_poll(tracker: IncomingTracker, now: int, *elements: dict[str, objec
 def test_an_incoming_message_is_counted_once_by_type_across_polls() -> None:
     tracker = IncomingTracker(window=86400, baseline_before=None)
     incoming_poll(tracker, T0, received("a", T0 - 5), received("b", T0 - 4, "imageMessage"))
-    snap = incoming_poll(tracker, T0 + 60, received("a", T0 - 5), received("b", T0 - 4, "imageMessage"))
+    snap = incoming_poll(
+        tracker, T0 + 60, received("a", T0 - 5), received("b", T0 - 4, "imageMessage")
+    )
     assert dict(snap.messages_total) == {"textMessage": 1, "imageMessage": 1}
 
 
@@ -500,7 +502,9 @@ def test_the_incoming_window_keeps_a_type_that_left_it_at_zero() -> None:
 
 def test_the_same_incoming_id_in_two_chats_counts_twice() -> None:
     tracker = IncomingTracker(window=86400, baseline_before=None)
-    snap = incoming_poll(tracker, T0, received("a", T0, chat="1@c.us"), received("a", T0, chat="2@c.us"))
+    snap = incoming_poll(
+        tracker, T0, received("a", T0, chat="1@c.us"), received("a", T0, chat="2@c.us")
+    )
     assert dict(snap.messages_total) == {"textMessage": 2}
 
 
@@ -527,4 +531,32 @@ def test_restoring_incoming_state_of_the_wrong_shape_changes_nothing() -> None:
                    "window_types": [], "messages": []}):  # fmt: skip
         with pytest.raises(ValueError):
             tracker.restore(broken)
-    assert dict(incoming_poll(tracker, T0 + 1, received("a", T0)).messages_total) == {"textMessage": 1}
+    assert dict(incoming_poll(tracker, T0 + 1, received("a", T0)).messages_total) == {
+        "textMessage": 1
+    }
+
+
+# --- bounds -----------------------------------------------------------------------------------
+
+
+def test_beyond_the_tracked_limit_the_oldest_messages_are_forgotten_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "MAX_TRACKED", 100)
+    tracker = new_tracker(baseline=None)
+    snap = observe(tracker, START + 400, *(msg(f"m{i}", START + i) for i in range(150)))
+    assert snap.tracked == 100 and snap.dropped == 50
+    assert snap.window is not None and snap.window.messages == 100  # the newest 100
+
+
+def test_the_incoming_tracker_has_the_same_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "MAX_TRACKED", 10)
+    tracker = IncomingTracker(window=DAY, baseline_before=None)
+    snap = incoming_poll(
+        tracker, int(START) + 100, *(received(f"i{n}", int(START) + n) for n in range(25))
+    )
+    assert (snap.tracked, snap.dropped) == (10, 15)

@@ -36,8 +36,14 @@ class InvalidAnswer(ValueError):
     quotes the body, which may echo a URL."""
 
 
+# A state or a count is a few bytes; anything this large is not one.
+MAX_SMALL_ANSWER = 64 * 1024
+
+
 def decode_json(body: bytes) -> object:
     """A small JSON answer (a state, a count); :class:`InvalidAnswer` when it is not JSON."""
+    if len(body) > MAX_SMALL_ANSWER:
+        raise InvalidAnswer(f"answer of {len(body)} bytes, over {MAX_SMALL_ANSWER}: not a status")
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:

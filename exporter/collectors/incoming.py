@@ -39,6 +39,8 @@ class IncomingCollector(ApiCollector[IncomingTracker, Journal, IncomingSnapshot]
                    "Distinct incoming messages seen for the first time.", ("message_type",)),
         FamilySpec("greenapi_incoming_last_message_timestamp_seconds", "gauge",
                    "Newest incoming message timestamp in the window."),
+        FamilySpec("greenapi_incoming_dropped_messages_total", "counter",
+                   "Incoming messages forgotten early: the instance tracked the most it may."),
     )  # fmt: skip
 
     def new_state(self, config: InstanceConfig, baseline_before: float | None) -> IncomingTracker:
@@ -73,6 +75,7 @@ class IncomingCollector(ApiCollector[IncomingTracker, Journal, IncomingSnapshot]
         if incoming.last_message_timestamp is not None:
             sink.sample("greenapi_incoming_last_message_timestamp_seconds", labels,
                         incoming.last_message_timestamp)  # fmt: skip
+        sink.sample("greenapi_incoming_dropped_messages_total", labels, incoming.dropped)
 
     def describe(self, reading: Reading) -> str:
         incoming = reading.value

@@ -72,6 +72,8 @@ FAMILIES = (
                "Successful reads of the whole journal window (short polls read its recent past)."),
     FamilySpec("greenapi_outgoing_resync_corrections_total", "counter",
                "Status changes a full read found that the short polls covering them did not show."),
+    FamilySpec("greenapi_outgoing_dropped_messages_total", "counter",
+               "Messages forgotten early: the instance already tracked the most it may."),
     FamilySpec("greenapi_outgoing_delivery_lag_seconds", "histogram",
                "Seconds from sent to first seen delivered or read."),
     FamilySpec("greenapi_outgoing_read_lag_seconds", "histogram",
@@ -135,6 +137,7 @@ class OutgoingCollector(ApiCollector[MessageTracker, Journal, TrackerSnapshot]):
         sink.sample("greenapi_outgoing_full_polls_total", labels, tracker.full_polls)
         sink.sample("greenapi_outgoing_resync_corrections_total", labels,
                     tracker.resync_corrections)  # fmt: skip
+        sink.sample("greenapi_outgoing_dropped_messages_total", labels, tracker.dropped)
         sink.histogram("greenapi_outgoing_delivery_lag_seconds", labels, tracker.delivery_lag)
         sink.histogram("greenapi_outgoing_read_lag_seconds", labels, tracker.read_lag)
         window = tracker.window

@@ -192,6 +192,26 @@ def _huge(exchange: Exchange, params: Mapping[str, Any]) -> bool:
     return True
 
 
+def _empty_objects(exchange: Exchange, params: Mapping[str, Any]) -> bool:
+    """A valid JSON array of about ``megabytes`` MiB of empty objects: ``[{},{},…]``, three
+    bytes an element, millions of them (a journal says nothing with them, at great cost)."""
+    exchange.record(200)
+    count = max(1, math.ceil(params["megabytes"] * 1024 * 1024 / 3))
+    block = b",{}" * 65536
+
+    def chunks() -> Iterator[bytes]:
+        yield b"[{}"
+        left = count - 1
+        while left > 0:
+            size = min(left, 65536)
+            yield block[: 3 * size]
+            left -= size
+        yield b"]"
+
+    exchange.stream(2 + 2 + 3 * (count - 1), chunks())
+    return True
+
+
 def _large_journal(exchange: Exchange, params: Mapping[str, Any]) -> bool:
     return _generated(exchange, params["count"], exchange.now - 3600, 0.3)
 
@@ -257,6 +277,12 @@ _MODES = (
         "a valid JSON array of that many MiB, streamed",
         _huge,
         (Field("megabytes", POSITIVE, default=50, help="its size"),),
+    ),
+    FaultMode(
+        "empty_objects",
+        "a valid JSON array of that many MiB of empty objects: [{},{},…]",
+        _empty_objects,
+        (Field("megabytes", POSITIVE, default=40, help="its size"),),
     ),
     FaultMode(
         "large_journal",
