@@ -600,7 +600,12 @@ class Config:
         if count == 1:
             return self
         mine = tuple(i for i in self.instances if shard_of(i.id_instance, count) == index)
-        return replace(self, instances=mine)
+        warnings = self.warnings
+        if not mine:
+            warnings = (*warnings, f"{self.source}: shard {index} of {count} polls no instance: "
+                        f"none of the {len(self.instances)} id_instance values hashes to it "
+                        "(lower --shard.count, or add instances)")  # fmt: skip
+        return replace(self, instances=mine, warnings=warnings)
 
     def secrets(self) -> tuple[str, ...]:
         """Every token, for log redaction."""
