@@ -4,11 +4,12 @@ never waits on GREEN-API."""
 from __future__ import annotations
 
 import gzip
-import html
 import logging
 import socket
 import ssl
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,10 +24,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter.app import Exporter
 from exporter.collector import GreenApiCollector, ProbeCollector
-from exporter.collectors import BY_NAME, OUTGOING, Reading
 from exporter.config import ConfigError
 from exporter.exposition import finish, format_of, render
 from exporter.logs import Secrets
+from exporter.pages import DeliveryHistory, config_page, status_page
 from exporter.web_config import WebConfig
 
 log = logging.getLogger("exporter.server")
@@ -127,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         routes: dict[str, Callable[[dict[str, list[str]]], None]] = {
             self.server.telemetry_path: self._metrics,
-            "/": self._landing,
+            "/": self._status_page,
+            "/config": self._config_page,
             "/-/healthy": self._healthy,
             "/-/ready": self._ready,
             "/probe": self._probe,
@@ -214,60 +216,25 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.SERVICE_UNAVAILABLE, "Not ready: first polls still running.\n"
             )
 
-    def _landing(self, _query: dict[str, list[str]]) -> None:
-        snapshot = self.server.exporter.snapshot()
-        scrub = self.server.secrets.scrub
-        rows = []
-        for instance in snapshot.instances:
-            readings = [(name, instance.reading(name)) for name in instance.collect]
-            errors = [
-                (
-                    scrub(r.status.error)
-                    if name == OUTGOING.name
-                    else f"{name}: {scrub(r.status.error)}"
-                )
-                for name, r in readings
-                if r.status is not None and r.status.error
-            ]
-            others = ", ".join(
-                _summary(name, reading) for name, reading in readings if name != OUTGOING.name
-            )
-            journal = (
-                OUTGOING.describe(instance.reading(OUTGOING.name))
-                if OUTGOING.name in instance.collect
-                else "not collected"
-            )
-            polled = [r.status.timestamp for _, r in readings if r.status is not None]
-            probe = f"/probe?target={instance.name}"
-            rows.append(
-                "<tr>"
-                f"<td>{html.escape(instance.name)}</td>"
-                f"<td>{html.escape(instance.id_instance)}</td>"
-                f"<td>{html.escape(journal)}</td>"
-                f"<td>{html.escape(others or '-')}</td>"
-                f"<td>{html.escape(_when(max(polled) if polled else None))}</td>"
-                f"<td>{html.escape('; '.join(errors))}</td>"
-                f'<td><a href="{html.escape(probe, quote=True)}">probe</a></td>'
-                "</tr>"
-            )
-        metrics = html.escape(self.server.telemetry_path, quote=True)
-        page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>GREEN-API Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body>
-<h1>GREEN-API Exporter</h1>
-<p>Version {html.escape(snapshot.version)}</p>
-<ul>
-<li><a href="{metrics}">Metrics</a></li>
-<li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li>
-</ul>
-<h2>Instances</h2>
-<table><tr><th>name</th><th>id_instance</th><th>journal</th><th>state, queue, incoming</th><th>last poll</th><th>last errors</th><th></th></tr>
-{"".join(rows)}
-</table>
-</body></html>
-"""
+    def _status_page(self, _query: dict[str, list[str]]) -> None:
+        exporter = self.server.exporter
+        snapshot = exporter.snapshot()
+        history = _history_of(self.server)
+        history.record(snapshot)
+        page = status_page(
+            snapshot,
+            history.samples,
+            now=time.time(),
+            telemetry_path=self.server.telemetry_path,
+            scrub=self.server.secrets.scrub,
+        )
+        self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _config_page(self, _query: dict[str, list[str]]) -> None:
+        exporter = self.server.exporter
+        page = config_page(
+            exporter.config, version=exporter.snapshot().version, scrub=self.server.secrets.scrub
+        )
         self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
 
     def _send_text(
@@ -304,16 +271,15 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http request", extra={"client": self.client_address[0], "line": format % args})
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+# The status page's memory of each server's recent delivery outcomes (exporter.pages,
+# "the recent span"), kept beside the server rather than in it.
+_HISTORIES: weakref.WeakKeyDictionary[ExporterServer, DeliveryHistory] = weakref.WeakKeyDictionary()
+_HISTORIES_LOCK = threading.Lock()
 
 
-def _summary(name: str, reading: Reading) -> str:
-    """An optional collector's latest value, e.g. ``state notAuthorized`` or ``queue 12
-    (last poll http_5xx)``."""
-    if reading.status is None:
-        return f"{name} not polled yet"
-    failed = "" if reading.status.up else f" (last poll {reading.status.result})"
-    return BY_NAME[name].describe(reading) + failed
+def _history_of(server: ExporterServer) -> DeliveryHistory:
+    with _HISTORIES_LOCK:
+        history = _HISTORIES.get(server)
+        if history is None:
+            history = _HISTORIES[server] = DeliveryHistory()
+        return history
