@@ -29,7 +29,7 @@ lines are ``invalid_response``; an answer cut short of its ``Content-Length`` is
 
 **Redacted errors.** The token is a path segment of every URL, and ``requests`` quotes URLs in
 its exception texts. Nothing leaves this module unredacted: :class:`Fetch.error` is safe to log
-and to show on the landing page.
+and to show on the status page.
 """
 
 from __future__ import annotations

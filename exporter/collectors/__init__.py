@@ -2,7 +2,7 @@
 
 This tuple is the registry: the configuration validates ``collect:`` against it, the poller
 requests what it lists, the metrics collector declares its families from it (in this order),
-the server describes each on the landing page. To add a collector, write a module with an
+the server describes each on the status page. To add a collector, write a module with an
 :class:`~exporter.collectors.base.ApiCollector` subclass (see ``queue.py``, the smallest)
 and list an instance of it here.
 """

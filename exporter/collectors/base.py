@@ -2,7 +2,7 @@
 
 A collector owns everything about its method: the request's parameters, parsing an answer,
 folding it into the instance's state (a tracker, or nothing), the value it publishes, its
-metric families and their samples, its line on the landing page, and what it keeps in the
+metric families and their samples, its line on the status page, and what it keeps in the
 state file. The poller, the metrics collector, the server and the configuration know
 collectors only through :mod:`exporter.collectors`' registry, so adding a fifth is one module
 and one line there.
@@ -150,7 +150,7 @@ class ApiCollector(ABC, Generic[StateT, ParsedT, ValueT]):
 
     @abstractmethod
     def describe(self, reading: Reading) -> str:
-        """The collector's value in a few words, for the landing page."""
+        """The collector's value in a few words, for the status page."""
 
     def reads_in_full_only(self, value: ValueT) -> bool:
         """Whether the value says short polls cannot be trusted for this journal (the
