@@ -4,6 +4,13 @@ Reload is safe: a new configuration is parsed and validated completely before an
 changes; if it is refused, the running one stays. An instance whose ``name`` and
 ``id_instance`` are unchanged keeps its poller, counters and tracked messages, and only
 adopts the new settings.
+
+With a ``state_file``, scrapes see each instance as of its latest save, never more recent
+(write-ahead, see :mod:`exporter.state`): a restart then never shows a counter lower than
+one already scraped. A poll marks its poller changed; the saver writes what changed a
+quarter of a second later and only then shows the polls it saved. The state file is opened
+(and locked) at start; a reload that changes ``state_file`` is logged and takes effect at
+the next start.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 
 from exporter import __version__
 from exporter.client import GreenApiClient
@@ -21,11 +29,17 @@ from exporter.config import Config, ConfigError
 from exporter.exposition import Exposition
 from exporter.logs import Secrets
 from exporter.memory import Allocator
-from exporter.poller import InstancePoller
+from exporter.poller import InstancePoller, InstanceSnapshot
 from exporter.scheduler import Scheduler
-from exporter.state import StateError, load_state, save_state
+from exporter.state import Saved, StateFile, StateRefused
 
 log = logging.getLogger("exporter.app")
+
+SAVE_DELAY = 0.25  # seconds: polls that finish together land in one save
+RETRY_FAILED_SAVE = (5.0, 300.0)  # seconds: first and longest wait after a failed save
+STOP_SAVE_TIMEOUT = 15.0  # seconds stop() waits for the last save
+
+Exposed = weakref.WeakKeyDictionary[InstancePoller, InstanceSnapshot]
 
 ConfigLoader = Callable[[], Config]
 """Reads and validates the configuration; raises ConfigError when it is refused."""
@@ -55,6 +69,11 @@ class Exporter:
         self._allocator = allocator or Allocator()
         config = load()  # raises ConfigError: the caller reports it and exits 1
         self._secrets.add(config.secrets())
+        # The state file before anything else: a start it refuses has begun nothing.
+        self._state: StateFile | None = None
+        saved = Saved()
+        if config.state_file:
+            self._state, saved = _open_state(config)
         self._start_time = clock()
         self._client = client or GreenApiClient(pool_size=config.concurrency)
         self._scheduler = Scheduler(config.concurrency, self._poll, clock=self._monotonic)
@@ -69,33 +88,27 @@ class Exporter:
             )
             for instance in config.instances
         }
-        if config.state_file:
-            self._restore(config.state_file, pollers)
+        _restore(saved, pollers)
         # The configuration and its pollers change together, in one assignment, so that a
         # scrape sees the old pair or the new pair, never a mix.
         self._current: tuple[Config, dict[str, InstancePoller]] = (config, pollers)
+        # What scrapes see of each poller with a state file: its snapshot as of its latest
+        # save (see the module docstring). None: every poller's latest snapshot (no state
+        # file, or the file was removed after a failed save).
+        self._exposure_lock = threading.Lock()
+        self._exposed: Exposed | None = None
+        if self._state is not None:
+            self._exposed = weakref.WeakKeyDictionary(
+                (poller, poller.snapshot) for poller in pollers.values()
+            )
+        self._dirty: set[InstancePoller] = set()  # polled since the latest save
+        self._dirty_lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._retry_at = 0.0  # monotonic time before which a failed save is not retried
+        self._retry_wait = 0.0
         self._state_dirty = threading.Event()
         self._stopping = threading.Event()
         self._saver: threading.Thread | None = None
-
-    @staticmethod
-    def _restore(path: str, pollers: dict[str, InstancePoller]) -> None:
-        try:
-            saved = load_state(path)
-        except StateError as exc:
-            log.warning("state file ignored; counting starts afresh", extra={"reason": str(exc)})
-            return
-        for name, poller in pollers.items():
-            entry = saved.get(name)
-            if entry is None:
-                continue
-            try:
-                poller.restore(entry)
-            except ValueError as exc:
-                log.warning("saved state of an instance ignored",
-                            extra={"instance": name, "reason": str(exc)})  # fmt: skip
-            else:
-                log.info("counting resumes from the state file", extra={"instance": name})
 
     @property
     def config(self) -> Config:
@@ -116,16 +129,19 @@ class Exporter:
         for poller in self._pollers.values():
             self._scheduler.schedule(self._key(poller), self._monotonic() + poller.first_delay())
         self._scheduler.start()
-        self._saver = threading.Thread(target=self._save_loop, name="state-saver", daemon=True)
-        self._saver.start()
+        if self._state is not None:
+            self._saver = threading.Thread(target=self._save_loop, name="state-saver", daemon=True)
+            self._saver.start()
 
     def stop(self) -> None:
         self._scheduler.stop()
-        self._stopping.set()
+        self._stopping.set()  # a rewrite in progress is abandoned; an append finishes
         self._state_dirty.set()
         if self._saver is not None:
-            self._saver.join(5.0)
+            self._saver.join(STOP_SAVE_TIMEOUT)
         self._client.close()
+        if self._state is not None and not (self._saver is not None and self._saver.is_alive()):
+            self._state.close()
 
     def _poll(self, key: str) -> float:
         name = key.rpartition("#")[0]
@@ -136,30 +152,158 @@ class Exporter:
             return poller.poll(self._client)
         finally:
             self._allocator.received(poller.last_answer_bytes)
+            self._polled(name, poller)
+
+    # --- the state file: saves, and what scrapes see ------------------------------------------
+
+    def _polled(self, name: str, poller: InstancePoller) -> None:
+        """With a state file the poll is shown once saved (the saver refreshes the
+        exposition then); without one, or while saves fail, at once."""
+        if self._state is not None:
+            with self._dirty_lock:
+                self._dirty.add(poller)
             self._state_dirty.set()
+        if self._exposed is None:
             config, pollers = self._current
             if pollers.get(name) is poller:  # not replaced by a reload while it polled
                 self.exposition.refresh(poller.snapshot, config.label_names)
 
+    def _shown_from_start(self, poller: InstancePoller) -> None:
+        """A poller made by a reload is shown as it starts (nothing counted yet) until its
+        first save."""
+        with self._exposure_lock:
+            if self._exposed is not None:
+                self._exposed[poller] = poller.snapshot
+
+    def _shown(self, pollers: Mapping[str, InstancePoller]) -> list[InstanceSnapshot]:
+        with self._exposure_lock:
+            exposed = self._exposed
+            if exposed is None:
+                return [poller.snapshot for poller in pollers.values()]
+            return [exposed[p] for p in pollers.values() if p in exposed]
+
     def _save_loop(self) -> None:
-        """Write the state file after polls finish, at most once a second."""
+        """Save after polls finish: a burst of finishing polls lands in one save."""
         while not self._stopping.is_set():
             self._state_dirty.wait()
-            self._stopping.wait(1.0)  # let a burst of finishing polls land in one write
+            self._stopping.wait(max(SAVE_DELAY, self._retry_at - self._monotonic()))
             self._state_dirty.clear()
-            self.save_state()
+            try:
+                self.save_state()
+            except Exception:  # a bug: the saver must go on, or nothing new is ever shown
+                log.exception("state saver failed")
 
     def save_state(self) -> None:
-        config, pollers = self._current
-        if not config.state_file:
+        """Save what changed since the latest save, then show it to scrapes."""
+        state = self._state
+        if state is None:
             return
-        # Export under each poller's lock (computation only); write with no lock held.
-        instances = {name: poller.export() for name, poller in pollers.items()}
+        with self._save_lock:
+            config, pollers = self._current
+            with self._dirty_lock:
+                dirty, self._dirty = self._dirty, set()
+            try:
+                if state.needs_rewrite():
+                    saved = self._save_everything(state, pollers)
+                else:
+                    saved = self._save_changes(state, pollers, dirty)
+            except Exception as exc:  # an OSError, or an entry JSON cannot hold: not fatal
+                self._save_failed(state, dirty, exc)
+                return
+            if saved is None:
+                return  # stopping: the previous file stays, and so does what is shown
+            self._save_succeeded()
+            self._show(saved, config.label_names)
+            if state.compaction_due() and not self._stopping.is_set():
+                self._compact(state)
+
+    def _save_changes(
+        self, state: StateFile, pollers: Mapping[str, InstancePoller], dirty: set[InstancePoller]
+    ) -> dict[InstancePoller, InstanceSnapshot]:
+        # A poller's snapshot is taken before its export, so what is saved is at least what
+        # will be shown.
+        shown: dict[InstancePoller, InstanceSnapshot] = {}
+        entries = []
+        for name, poller in pollers.items():
+            if poller in dirty:
+                shown[poller] = poller.snapshot
+                entries.append((name, poller.export_changes(state.wants_complete(name))))
+        state.append(entries, keep=pollers.keys())
+        return shown
+
+    def _save_everything(
+        self, state: StateFile, pollers: Mapping[str, InstancePoller]
+    ) -> dict[InstancePoller, InstanceSnapshot] | None:
+        with self._exposure_lock:
+            if self._exposed is None:
+                # Scrapes saw every poll while saves failed: from now on they see no more
+                # than what this save will hold.
+                self._exposed = weakref.WeakKeyDictionary(
+                    (poller, poller.snapshot) for poller in pollers.values()
+                )
+        shown: dict[InstancePoller, InstanceSnapshot] = {}
+
+        def entries() -> Iterator[tuple[str, dict[str, object]]]:
+            for name, poller in pollers.items():
+                shown[poller] = poller.snapshot
+                yield name, poller.export_changes(complete=True)
+
+        return shown if state.rewrite(entries(), abort=self._stopping.is_set) else None
+
+    def _show(
+        self, saved: dict[InstancePoller, InstanceSnapshot], label_names: tuple[str, ...]
+    ) -> None:
+        with self._exposure_lock:
+            exposed = self._exposed
+            if exposed is None:
+                return
+            for poller, snapshot in saved.items():
+                exposed[poller] = snapshot
+        pollers = self._pollers
+        for poller, snapshot in saved.items():
+            if pollers.get(snapshot.name) is poller:  # not replaced by a reload meanwhile
+                self.exposition.refresh(snapshot, label_names)
+
+    def _compact(self, state: StateFile) -> None:
         try:
-            save_state(config.state_file, instances)
-        except OSError as exc:
-            log.error("cannot write the state file",
-                      extra={"path": config.state_file, "error": exc.strerror or str(exc)})  # fmt: skip
+            state.compact(abort=self._stopping.is_set)
+        except OSError as exc:  # the file as it is stays usable
+            log.error("cannot compact the state file",
+                      extra={"path": state.path, "error": exc.strerror or str(exc)})  # fmt: skip
+
+    def _save_failed(self, state: StateFile, dirty: set[InstancePoller], exc: Exception) -> None:
+        with self._dirty_lock:
+            self._dirty |= dirty
+        self._retry_wait = min(
+            max(self._retry_wait * 2, RETRY_FAILED_SAVE[0]), RETRY_FAILED_SAVE[1]
+        )
+        self._retry_at = self._monotonic() + self._retry_wait
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        try:
+            state.discard()
+        except OSError as gone:
+            log.error(
+                "cannot write the state file, nor remove it: instances are shown as last "
+                "saved until a save succeeds",
+                extra={"path": state.path, "error": error, "remove_error": gone.strerror,
+                       "retry_in": self._retry_wait},
+            )  # fmt: skip
+            return
+        with self._exposure_lock:
+            self._exposed = None
+        log.error(
+            "cannot write the state file; removed so that a restart counts afresh rather than "
+            "from older values; the next save writes it whole",
+            extra={"path": state.path, "error": error, "retry_in": self._retry_wait},
+        )
+
+    def _save_succeeded(self) -> None:
+        if self._retry_wait:
+            log.info("the state file is written again", extra={"path": self._state_path()})
+        self._retry_wait = self._retry_at = 0.0
+
+    def _state_path(self) -> str:
+        return self._state.path if self._state is not None else ""
 
     def reload(self) -> str:
         """Load the configuration again and apply it. Raises ConfigError when refused;
@@ -171,7 +315,14 @@ class Exporter:
                 self._reload_successful = False
                 raise
             self._secrets.add(config.secrets())
+            if config.state_file != self._current[0].state_file:
+                log.warning("state_file changes take effect at the next start",
+                            extra={"state_file": config.state_file or "none",
+                                   "in_use": self._state_path() or "none"})  # fmt: skip
             summary = self._apply(config)
+            with self._dirty_lock:  # labels may have changed: shown after the next save
+                self._dirty.update(self._pollers.values())
+            self._state_dirty.set()
             self._reload_successful = True
             self._reload_success_timestamp = self._clock()
             log.info("configuration reloaded", extra={"changes": summary})
@@ -194,6 +345,7 @@ class Exporter:
                 poller = InstancePoller(
                     instance, baseline_before=self._clock(), monotonic=self._monotonic
                 )
+                self._shown_from_start(poller)
                 added += 1
             new[instance.name] = poller
         replaced = [p for name, p in old.items() if new.get(name) is not p]
@@ -218,7 +370,7 @@ class Exporter:
         config, pollers = self._current
         return ExporterSnapshot(
             version=__version__,
-            instances=tuple(poller.snapshot for poller in pollers.values()),
+            instances=tuple(self._shown(pollers)),
             label_names=config.label_names,
             reload_successful=self._reload_successful,
             reload_success_timestamp=self._reload_success_timestamp,
@@ -226,5 +378,31 @@ class Exporter:
 
     def ready(self) -> bool:
         """True once every configured instance has finished its first poll of every
-        collector (success or failure)."""
-        return all(poller.snapshot.ready for poller in self._pollers.values())
+        collector (success or failure), and scrapes see it."""
+        pollers = self._pollers
+        shown = self._shown(pollers)
+        return len(shown) == len(pollers) and all(snapshot.ready for snapshot in shown)
+
+
+def _open_state(config: Config) -> tuple[StateFile, Saved]:
+    assert config.state_file
+    try:
+        return StateFile.open(config.state_file, config_file=config.source)
+    except StateRefused as exc:
+        raise ConfigError([f"{config.source}: state_file: {exc}"]) from None
+
+
+def _restore(saved: Saved, pollers: Mapping[str, InstancePoller]) -> None:
+    for name, poller in pollers.items():
+        reason = saved.unusable.get(name)
+        entry = saved.instances.get(name)
+        if reason is None and entry is not None:
+            try:
+                poller.restore(entry)
+            except ValueError as exc:
+                reason = str(exc)
+            else:
+                log.info("counting resumes from the state file", extra={"instance": name})
+        if reason is not None:
+            log.warning("saved state of an instance ignored",
+                        extra={"instance": name, "reason": reason})  # fmt: skip

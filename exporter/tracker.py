@@ -284,26 +284,33 @@ class MessageTracker:
     def export_changes(self, complete: bool = False) -> dict[str, object]:
         """:meth:`export` for an incremental save of the state file (:mod:`exporter.state`).
 
-        Everything but the tracked messages is as in :meth:`export`. ``messages`` lists only
-        those written since the previous call, unless ``complete``, or this is the first
-        call, or the messages were rebuilt since (a full poll and :meth:`restore` rebuild
-        them): ``messages_complete`` says which. Forgotten messages are not listed as such:
-        merged changes keep their last row until the next complete export, and the first
-        poll after a restore (a full one) forgets them again.
+        The counters are as in :meth:`export`. ``messages`` and ``unjudged`` list only the
+        messages written since the previous call, and ``judged`` the keys whose judgement
+        came meanwhile, unless ``complete``, or this is the first call, or the messages
+        were rebuilt since (a full poll and :meth:`restore` rebuild them):
+        ``messages_complete`` says which. Forgotten messages are not listed: merged changes
+        keep their last row until the next complete export, and the first poll after a
+        restore (a full one) forgets them again.
         """
-        messages = self._messages
+        messages, unjudged = self._messages, self._unjudged
         if isinstance(messages, _WrittenKeys) and not complete:
             written = messages.take()
-            # export() lists self._messages: for the moment, only the written ones.
+            judged = messages.unjudged - unjudged.keys()
+            messages.unjudged = set(unjudged)
+            # export() lists self._messages and self._unjudged: for the moment, only what
+            # was written.
             self._messages = {key: messages[key] for key in written if key in messages}
+            self._unjudged = {key: unjudged[key] for key in written if key in unjudged}
             try:
-                return {**self.export(), "messages_complete": False}
+                changes = self.export()
             finally:
-                self._messages = messages
+                self._messages, self._unjudged = messages, unjudged
+            return {**changes, "judged": sorted(judged), "messages_complete": False}
         if isinstance(messages, _WrittenKeys):
             messages.take()
         else:
-            self._messages = _WrittenKeys(messages)
+            self._messages = messages = _WrittenKeys(messages)
+        messages.unjudged = set(unjudged)
         return {**self.export(), "messages_complete": True}
 
     def restore(self, data: object) -> None:
@@ -736,14 +743,15 @@ def _count(value: object) -> int:
 
 class _WrittenKeys(dict[str, int]):
     """A tracker's messages that also note which keys were written (by item assignment,
-    the only way the tracker writes one) since :meth:`take`; for
-    :meth:`MessageTracker.export_changes`."""
+    the only way the tracker writes one) since :meth:`take`, and which were waiting for a
+    judgement then; for :meth:`MessageTracker.export_changes`."""
 
-    __slots__ = ("_written",)
+    __slots__ = ("_written", "unjudged")
 
     def __init__(self, messages: Mapping[str, int]) -> None:
         super().__init__(messages)
         self._written: set[str] = set()
+        self.unjudged: set[str] = set()  # the keys waiting for a judgement at the last export
 
     def __setitem__(self, key: str, value: int) -> None:
         super().__setitem__(key, value)
