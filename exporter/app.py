@@ -29,6 +29,7 @@ from exporter.config import Config, ConfigError
 from exporter.exposition import Exposition
 from exporter.logs import Secrets
 from exporter.memory import Allocator
+from exporter.pages import DeliveryHistory
 from exporter.poller import InstancePoller, InstanceSnapshot
 from exporter.scheduler import Scheduler
 from exporter.state import Saved, StateFile, StateRefused
@@ -80,6 +81,7 @@ class Exporter:
         self._keys: dict[int, str] = {}  # id(poller) → scheduler key, for live pollers
         self._serials = itertools.count()
         self.exposition = Exposition()
+        self.delivery_history = DeliveryHistory()  # the status page's recent outcomes
         self._reload_successful = True
         self._reload_success_timestamp = self._start_time
         pollers = {
@@ -158,7 +160,9 @@ class Exporter:
 
     def _polled(self, name: str, poller: InstancePoller) -> None:
         """With a state file the poll is shown once saved (the saver refreshes the
-        exposition then); without one, or while saves fail, at once."""
+        exposition then); without one, or while saves fail, at once. The status page's
+        history of delivery outcomes takes every poll."""
+        self.delivery_history.record_instance(poller.snapshot)
         if self._state is not None:
             with self._dirty_lock:
                 self._dirty.add(poller)
@@ -326,6 +330,8 @@ class Exporter:
             self._reload_successful = True
             self._reload_success_timestamp = self._clock()
             log.info("configuration reloaded", extra={"changes": summary})
+            for warning in config.warnings:
+                log.warning(warning)
             return summary
 
     def _apply(self, config: Config) -> str:

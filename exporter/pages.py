@@ -155,6 +155,16 @@ class DeliveryHistory:
                     ring = self._rings.setdefault((instance.name, instance.id_instance), array("d"))
                     self._add(ring, sample)
 
+    def record_instance(self, instance: InstanceSnapshot) -> None:
+        """Add one instance's counters, right after its poll (so the page has a history
+        from its first view on)."""
+        sample = latest_outcomes(instance)
+        if sample is None:
+            return
+        with self._lock:
+            ring = self._rings.setdefault((instance.name, instance.id_instance), array("d"))
+            self._add(ring, sample)
+
     def samples(self, instance: InstanceSnapshot) -> tuple[OutcomeSample, ...]:
         """The kept samples of ``instance``, oldest first."""
         with self._lock:
