@@ -177,25 +177,15 @@ class InstancePoller:
 
     def export(self) -> dict[str, object]:
         """This instance's state for the state file."""
-        with self._lock:
-            entry: dict[str, object] = {
-                "id_instance": self.config.id_instance,
-                "polls_total": {
-                    name: dict(counts)
-                    for name, counts in self._polls_total.items()
-                    if any(counts.values())
-                },
-                "fetched_bytes": {name: n for name, n in self._fetched_bytes.items() if n},
-            }
-            for collector in COLLECTORS:
-                if collector.state_key is not None:
-                    entry[collector.state_key] = collector.export(self._states[collector.name])
-            return entry
+        return self._export(changes_only=False, complete=True)
 
     def export_changes(self, complete: bool) -> dict[str, object]:
         """:meth:`export` for an incremental save of the state file: the same entry, but the
         journal's tracker lists only the messages it changed since the previous call,
         unless ``complete`` (see :meth:`MessageTracker.export_changes`)."""
+        return self._export(changes_only=True, complete=complete)
+
+    def _export(self, changes_only: bool, complete: bool) -> dict[str, object]:
         with self._lock:
             entry: dict[str, object] = {
                 "id_instance": self.config.id_instance,
@@ -207,13 +197,13 @@ class InstancePoller:
                 "fetched_bytes": {name: n for name, n in self._fetched_bytes.items() if n},
             }
             for collector in COLLECTORS:
-                if collector.state_key is not None:
-                    state = self._states[collector.name]
-                    entry[collector.state_key] = (
-                        state.export_changes(complete)
-                        if collector is OUTGOING
-                        else collector.export(state)
-                    )
+                if collector.state_key is None:
+                    continue
+                state = self._states[collector.name]
+                if changes_only and collector is OUTGOING:
+                    entry[collector.state_key] = state.export_changes(complete)
+                else:
+                    entry[collector.state_key] = collector.export(state)
             return entry
 
     def restore(self, data: dict[str, object]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from exporter.journal import describe_json_error
+from exporter.journal import InvalidJournal, Journal, describe_json_error, parse_journal
 from exporter.tracker import Histogram
 
 if TYPE_CHECKING:
@@ -172,3 +172,22 @@ class ApiCollector(ABC, Generic[StateT, ParsedT, ValueT]):
     def restore(self, config: InstanceConfig, data: object) -> StateT:
         """A state rebuilt from :meth:`export` output; ValueError when it does not fit."""
         raise NotImplementedError(self.name)
+
+
+class StatelessCollector(ApiCollector[None, ValueT, ValueT]):
+    """A collector whose value is its latest answer, parsed: nothing kept across polls."""
+
+    def new_state(self, config: InstanceConfig, baseline_before: float | None) -> None:
+        return None
+
+    def fold(self, state: None, parsed: ValueT, now: float, config: InstanceConfig,
+             span: Span) -> ValueT:  # fmt: skip
+        return parsed
+
+
+def parse_journal_answer(body: bytes) -> Journal:
+    """A journal answer (outgoing or incoming), or :class:`InvalidAnswer`."""
+    try:
+        return parse_journal(body)
+    except InvalidJournal as exc:
+        raise InvalidAnswer(str(exc)) from None

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from exporter.collectors.base import (
     ApiCollector,
     FamilySpec,
-    InvalidAnswer,
     Reading,
     SampleSink,
     Span,
+    parse_journal_answer,
 )
-from exporter.journal import InvalidJournal, Journal, parse_journal
+from exporter.journal import Journal
 from exporter.tracker import IncomingSnapshot, IncomingTracker
 
 if TYPE_CHECKING:
@@ -53,10 +53,7 @@ class IncomingCollector(ApiCollector[IncomingTracker, Journal, IncomingSnapshot]
         return state.snapshot()
 
     def parse(self, body: bytes) -> Journal:
-        try:
-            return parse_journal(body)
-        except InvalidJournal as exc:
-            raise InvalidAnswer(str(exc)) from None
+        return parse_journal_answer(body)
 
     def fold(self, state: IncomingTracker, parsed: Journal, now: float,
              config: InstanceConfig, span: Span) -> IncomingSnapshot:  # fmt: skip

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 from exporter.collectors.base import (
     ApiCollector,
     FamilySpec,
-    InvalidAnswer,
     Reading,
     SampleSink,
     Span,
+    parse_journal_answer,
 )
-from exporter.journal import InvalidJournal, Journal, parse_journal
+from exporter.journal import Journal
 from exporter.tracker import OUTCOMES, MessageTracker, TrackerSnapshot
 
 if TYPE_CHECKING:
@@ -99,10 +99,7 @@ class OutgoingCollector(ApiCollector[MessageTracker, Journal, TrackerSnapshot]):
         return state.snapshot()  # the counters exist, at zero or as restored, from the start
 
     def parse(self, body: bytes) -> Journal:
-        try:
-            return parse_journal(body)
-        except InvalidJournal as exc:
-            raise InvalidAnswer(str(exc)) from None
+        return parse_journal_answer(body)
 
     def fold(self, state: MessageTracker, parsed: Journal, now: float,
              config: InstanceConfig, span: Span) -> TrackerSnapshot:  # fmt: skip

@@ -10,21 +10,16 @@ Example output::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from exporter.collectors.base import (
-    ApiCollector,
     FamilySpec,
     InvalidAnswer,
     Reading,
     SampleSink,
-    Span,
+    StatelessCollector,
     decode_json,
 )
 from exporter.journal import json_type
-
-if TYPE_CHECKING:
-    from exporter.config import InstanceConfig
 
 # "count" in Latin letters, and with the Cyrillic es (U+0441) of the documentation example.
 _COUNT_KEYS = ("count", "\u0441ount")
@@ -44,7 +39,7 @@ def parse_queue(body: bytes) -> int:
     raise InvalidAnswer("no count in the answer")
 
 
-class QueueCollector(ApiCollector[None, int, int]):
+class QueueCollector(StatelessCollector[int]):
     name = "queue"
     method = "getMessagesCount"
     families = (
@@ -52,15 +47,8 @@ class QueueCollector(ApiCollector[None, int, int]):
                    "Messages waiting in the instance's send queue."),
     )  # fmt: skip
 
-    def new_state(self, config: InstanceConfig, baseline_before: float | None) -> None:
-        return None
-
     def parse(self, body: bytes) -> int:
         return parse_queue(body)
-
-    def fold(self, state: None, parsed: int, now: float, config: InstanceConfig,
-             span: Span) -> int:  # fmt: skip
-        return parsed
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],
                     sink: SampleSink) -> None:  # fmt: skip

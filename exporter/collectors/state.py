@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from exporter.collectors.base import (
-    ApiCollector,
     FamilySpec,
     InvalidAnswer,
     Reading,
     SampleSink,
-    Span,
+    StatelessCollector,
     decode_json,
 )
 from exporter.journal import json_type
-
-if TYPE_CHECKING:
-    from exporter.config import InstanceConfig
 
 log = logging.getLogger("exporter.poller")
 
@@ -63,7 +58,7 @@ def parse_state(body: bytes) -> str:
     return state if state in _KNOWN_STATES else STATE_UNKNOWN
 
 
-class StateCollector(ApiCollector[None, str, str]):
+class StateCollector(StatelessCollector[str]):
     name = "state"
     method = "getStateInstance"
     families = (
@@ -72,15 +67,8 @@ class StateCollector(ApiCollector[None, str, str]):
                    ("state",)),
     )  # fmt: skip
 
-    def new_state(self, config: InstanceConfig, baseline_before: float | None) -> None:
-        return None
-
     def parse(self, body: bytes) -> str:
         return parse_state(body)
-
-    def fold(self, state: None, parsed: str, now: float, config: InstanceConfig,
-             span: Span) -> str:  # fmt: skip
-        return parsed
 
     def add_samples(self, reading: Reading, window_seconds: float, labels: Sequence[str],
                     sink: SampleSink) -> None:  # fmt: skip
