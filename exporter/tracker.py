@@ -216,6 +216,9 @@ class MessageTracker:
             if since is not None:
                 self._short_spans = [*self._short_spans[-_MAX_SHORT_SPANS + 1 :], (now, since)]
             forget = self._window.advance(self._messages, now, present)
+            # Only a full answer can tell that the window is whole; a short one at the depth
+            # cap proves it is not.
+            self._window.truncated |= journal.elements >= max_messages
         for key in forget:
             del self._messages[key]
         self._dropped += _drop_oldest(self._messages, MAX_TRACKED, self._forget)
