@@ -129,11 +129,11 @@ class GreenApiClient:
             _current.deadline = None
             self._watchdog.disarm(deadline)
             deadline.finish()
-        if deadline.expired:
-            # Whatever the shutdown made the library raise (or a body read to a false end).
-            return Fetch(
-                "timeout", error=f"no complete answer within {timeout:g}s: {deadline.expired_while}"
-            )
+        if deadline.expired or fetch.result == "timeout":
+            # Whatever the shutdown made the library raise (or a body read to a false end); and
+            # a socket timeout, which fires at the deadline too: one text for either.
+            step = deadline.expired_while or deadline.step
+            return Fetch("timeout", error=f"no complete answer within {timeout:g}s: {step}")
         return fetch
 
     def _fetch(self, url: str, params: dict[str, str], deadline: _Deadline) -> Fetch:
