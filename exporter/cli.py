@@ -22,7 +22,7 @@ from typing import NoReturn
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import COLLECTORS, Config, ConfigError, load_config, parse_config
-from exporter.logs import FORMATS, LEVELS, Secrets, setup_logging
+from exporter.logs import FORMATS, LEVEL_ALIASES, LEVELS, Secrets, setup_logging
 from exporter.memory import Allocator
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
 
@@ -32,6 +32,9 @@ ENV_PREFIX = "GREENAPI_EXPORTER_"
 DEFAULT_PORT = 9935
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# How often the HTTP server's loop looks for a stop request: SIGTERM is answered within
+# this (the standard library's 0.5 s default would hold every stop up by as much).
+SHUTDOWN_POLL_INTERVAL = 0.05
 
 
 class UsageError(Exception):
@@ -90,7 +93,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "this replica's shard, 0-based; a name ending in -N (a StatefulSet pod name) means N",
     )
     value("--shard.count", "1", "replicas that split the instances by a hash of id_instance")
-    value("--log.level", "info", "log level", choices=tuple(LEVELS))
+    value("--log.level", "info", "log level", choices=(*LEVELS, *LEVEL_ALIASES))
     value("--log.format", "logfmt", "log format", choices=FORMATS)
     switch("--web.disable-reload", "refuse POST /-/reload (SIGHUP still reloads)")
     switch("--demo", "run against an embedded GREEN-API simulator: no account needed")
@@ -113,9 +116,16 @@ class ListenAddress:
 def parse_listen_address(text: str) -> ListenAddress:
     """``:9935``, ``127.0.0.1:9935``, ``[::1]:9935`` or ``localhost:9935``."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UsageError(f"--web.listen-address: {text!r} is not HOST:PORT (e.g. :9935)")
+    if not sep:
+        raise UsageError(
+            f"--web.listen-address: {text!r} has no port: give HOST:PORT, e.g. :9935 or "
+            "127.0.0.1:9935"
+        )
+    if not port_text.isascii() or not port_text.isdigit():
+        raise UsageError(f"--web.listen-address: port {port_text!r} is not a number (e.g. :9935)")
     port = int(port_text)
+    if port > 65535:
+        raise UsageError(f"--web.listen-address: port {port} is out of range (0 to 65535)")
     if host.startswith("[") and host.endswith("]"):
         return ListenAddress(host[1:-1], port, socket.AF_INET6)
     if not host:
@@ -152,6 +162,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.version:
             print(f"greenapi-exporter {__version__}")
             return 0
+        # Choices bind flags, not the environment variables that set their defaults.
+        for flag, given, allowed in (
+            ("--log.level", args.log_level, (*LEVELS, *LEVEL_ALIASES)),
+            ("--log.format", args.log_format, FORMATS),
+        ):
+            if given not in allowed:
+                raise UsageError(f"{flag}: {given!r} is not one of {', '.join(allowed)}")
+        args.log_level = LEVEL_ALIASES.get(args.log_level, args.log_level)
         listen = parse_listen_address(args.web_listen_address)
         if not args.web_telemetry_path.startswith("/") or args.web_telemetry_path in {
             "/", "/probe", "/-/healthy", "/-/ready", "/-/reload",
@@ -194,12 +212,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             exporter = Exporter(load, secrets, allocator=allocator)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
+            if not args.demo and not os.path.exists(args.config_file):
+                print(_NO_CONFIG_HINT.format(path=args.config_file), file=sys.stderr)
             return 1
         for warning in exporter.config.warnings:
             log.warning(warning)
         return _serve(exporter, secrets, listen, args, web)
     finally:
         stop_simulator()
+
+
+_NO_CONFIG_HINT = (
+    "greenapi-exporter: no configuration file at {path}. Start from config.example.yaml (every "
+    "line is commented), name another file with --config.file PATH, or try the exporter "
+    "without an account: greenapi-exporter --demo"
+)
 
 
 def _check_config(load: Callable[[], Config]) -> int:
@@ -278,7 +305,8 @@ def _serve(
         signal.signal(signal.SIGHUP, on_signal)
 
     exporter.start()
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_INTERVAL,),
+                              name="http", daemon=True)  # fmt: skip
     thread.start()
     address = ListenAddress(listen.host, server.port, listen.family)
     log.info(

@@ -22,6 +22,8 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+# Spellings of other exporters (the Go ones say `warn`) that mean one of LEVELS.
+LEVEL_ALIASES = {"warn": "warning"}
 FORMATS = ("logfmt", "json")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
