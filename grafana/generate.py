@@ -278,7 +278,9 @@ def table(title: str, description: str, columns: list[tuple[str, str, Json]], *,
     """One instant query per column, merged on their labels into one row per series."""
     targets = [target(expr, "", instant=True, fmt="table") for _, expr, _ in columns]
     with_refs(targets)
-    rename = {f"Value #{t['refId']}": title_ for t, (title_, _, _) in zip(targets, columns, strict=True)}
+    rename = {
+        f"Value #{t['refId']}": title_ for t, (title_, _, _) in zip(targets, columns, strict=True)
+    }
     overrides = []
     for title_, _, props in columns:
         properties = [{"id": key, "value": val} for key, val in props.items()]
@@ -355,14 +357,17 @@ def variables(name_multi: bool = True) -> list[Json]:
         {
             "name": "job",
             "label": "Job",
-            "description": "Prometheus jobs that scrape greenapi-exporter",
+            # greenapi_polls_total, not the exporter's own series: /probe serves only an
+            # instance's series, and a probe-only setup must find its job too.
+            "description": "Prometheus jobs that scrape greenapi-exporter (/metrics or /probe)",
             "type": "query",
             "datasource": DS,
-            "definition": "label_values(greenapi_exporter_build_info, job)",
-            "query": "label_values(greenapi_exporter_build_info, job)",
+            "definition": "label_values(greenapi_polls_total, job)",
+            "query": "label_values(greenapi_polls_total, job)",
             "current": {},
             "hide": 0,
             "includeAll": True,
+            "allValue": ".*",
             "multi": True,
             "options": [],
             "refresh": 2,
@@ -376,8 +381,8 @@ def variables(name_multi: bool = True) -> list[Json]:
             "description": "GREEN-API instances (the `name` of the exporter's configuration)",
             "type": "query",
             "datasource": DS,
-            "definition": 'label_values(greenapi_up{job=~"$job"}, name)',
-            "query": 'label_values(greenapi_up{job=~"$job"}, name)',
+            "definition": 'label_values(greenapi_polls_total{job=~"$job"}, name)',
+            "query": 'label_values(greenapi_polls_total{job=~"$job"}, name)',
             "current": {},
             "hide": 0,
             "includeAll": name_multi,
@@ -856,10 +861,18 @@ def delivery_by_instance_table() -> Json:
             share_column("In time (1h)", "in_time", "1h", objective),
             share_column("Late (1h)", "late", "1h", {**colored, "thresholds": LATE_STEPS}),
             share_column("Failed (1h)", "failed", "1h", {**colored, "thresholds": FAILED_STEPS}),
-            ("Judged / min (1h)", f"60 * {outcome_rate(JUDGED, 'without (outcome)', '1h')}",
-             {"unit": "mpm"}),
-            share_column("Journal gives no status (1h)", "no_status", "1h",
-                         {"thresholds": INFO}, of=ALL_OUTCOMES),
+            (
+                "Judged / min (1h)",
+                f"60 * {outcome_rate(JUDGED, 'without (outcome)', '1h')}",
+                {"unit": "mpm"},
+            ),
+            share_column(
+                "Journal gives no status (1h)",
+                "no_status",
+                "1h",
+                {"thresholds": INFO},
+                of=ALL_OUTCOMES,
+            ),
         ],
         first_columns=["name", "id_instance", "job", "instance"],
         hidden=["id_instance", "job", "instance"],
@@ -874,47 +887,95 @@ def delivery_by_instance_table() -> Json:
 def fleet() -> Json:
     panels: list[Json] = [
         row("Delivery"),
-        stat("Instances below the objective", "Instances whose in-time ratio over the last "
-             f"15 minutes is below the objective ({OBJECTIVE:.0%}). Instances that judged "
-             f"nothing (quiet, or a journal without statuses) are not counted. {SLI_DESCRIPTION}",
-             [target(f"count({in_time_ratio('by (name)', '15m')} < {OBJECTIVE}) or vector(0)",
-                     "below", instant=True)],
-             unit="none", thresholds=ERROR_STEPS, graph=False, h=8),
-        in_time_stat("In time, last hour", "1h", "Of the messages of the selected instances "
-                     "judged in the last hour, the share delivered in time.", h=8),
+        stat(
+            "Instances below the objective",
+            "Instances whose in-time ratio over the last "
+            f"15 minutes is below the objective ({OBJECTIVE:.0%}). Instances that judged "
+            f"nothing (quiet, or a journal without statuses) are not counted. {SLI_DESCRIPTION}",
+            [
+                target(
+                    f"count({in_time_ratio('by (name)', '15m')} < {OBJECTIVE}) or vector(0)",
+                    "below",
+                    instant=True,
+                )
+            ],
+            unit="none",
+            thresholds=ERROR_STEPS,
+            graph=False,
+            h=8,
+        ),
+        in_time_stat(
+            "In time, last hour",
+            "1h",
+            "Of the messages of the selected instances "
+            "judged in the last hour, the share delivered in time.",
+            h=8,
+        ),
         delivery_by_instance_table(),
         in_time_ratio_timeseries("Per instance.", w=8),
         outcomes_timeseries(", all selected instances together", w=8),
         no_status_timeseries(w=8),
         row("Fleet at a glance"),
-        stat("Instances up", "GREEN-API instances whose last poll of lastOutgoingMessages "
-             "succeeded (greenapi_up), out of those selected.",
-             [target(f"sum(greenapi_up{sel()})", "up")], unit="none",
-             thresholds=steps(("blue", None)), graph=False),
-        stat("Instances down", "Instances whose last poll failed (greenapi_up == 0): their "
-             "message metrics are stale. See the Poll health row and GreenApiPollFailing.",
-             [target(f"count(greenapi_up{sel()} == 0) or vector(0)", "down")], unit="none",
-             thresholds=ERROR_STEPS, graph=False),
-        stat("Instances not authorized", "Instances whose state (getStateInstance, the "
-             "optional `state` collector) is other than authorized: they cannot send or "
-             "receive. See the Instance state row and GreenApiInstanceNotAuthorized. "
-             "Instances without the state collector are not counted.",
-             [target(f"count(greenapi_instance_state{AUTHORIZED} == 0) "
-                     "or vector(0)", "not authorized")], unit="none",
-             thresholds=ERROR_STEPS, graph=False),
-        stat("Exporter targets down", "Scrape targets of the selected jobs that Prometheus "
-             "cannot scrape (up == 0): nothing behind them is monitored. "
-             "See GreenApiExporterDown.",
-             [target(f"count(up{{{JOB}}} == 0) or vector(0)", "down")], unit="none",
-             thresholds=ERROR_STEPS, graph=False),
-        stat("Messages sent", "Messages per minute seen for the first time in the journals of "
-             "the selected instances (greenapi_outgoing_messages_total).",
-             [target(f"60 * sum(rate(greenapi_outgoing_messages_total{sel()}[{RI}]))", "sent")],
-             unit="mpm", thresholds=steps(("blue", None))),
-        stat("Send queue", "Messages waiting in the send queues of the selected instances "
-             "(getMessagesCount, the optional `queue` collector). See GreenApiSendQueueGrowing.",
-             [target(f"sum(greenapi_send_queue_messages{sel()})", "queued")],
-             unit="short", thresholds=QUEUE_STEPS),
+        stat(
+            "Instances up",
+            "GREEN-API instances whose last poll of lastOutgoingMessages "
+            "succeeded (greenapi_up), out of those selected.",
+            [target(f"sum(greenapi_up{sel()})", "up")],
+            unit="none",
+            thresholds=steps(("blue", None)),
+            graph=False,
+        ),
+        stat(
+            "Instances down",
+            "Instances whose last poll failed (greenapi_up == 0): their "
+            "message metrics are stale. See the Poll health row and GreenApiPollFailing.",
+            [target(f"count(greenapi_up{sel()} == 0) or vector(0)", "down")],
+            unit="none",
+            thresholds=ERROR_STEPS,
+            graph=False,
+        ),
+        stat(
+            "Instances not authorized",
+            "Instances whose state (getStateInstance, the "
+            "optional `state` collector) is other than authorized: they cannot send or "
+            "receive. See the Instance state row and GreenApiInstanceNotAuthorized. "
+            "Instances without the state collector are not counted.",
+            [
+                target(
+                    f"count(greenapi_instance_state{AUTHORIZED} == 0) or vector(0)",
+                    "not authorized",
+                )
+            ],
+            unit="none",
+            thresholds=ERROR_STEPS,
+            graph=False,
+        ),
+        stat(
+            "Exporter targets down",
+            "Scrape targets of the selected jobs that Prometheus "
+            "cannot scrape (up == 0): nothing behind them is monitored. "
+            "See GreenApiExporterDown.",
+            [target(f"count(up{{{JOB}}} == 0) or vector(0)", "down")],
+            unit="none",
+            thresholds=ERROR_STEPS,
+            graph=False,
+        ),
+        stat(
+            "Messages sent",
+            "Messages per minute seen for the first time in the journals of "
+            "the selected instances (greenapi_outgoing_messages_total).",
+            [target(f"60 * sum(rate(greenapi_outgoing_messages_total{sel()}[{RI}]))", "sent")],
+            unit="mpm",
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Send queue",
+            "Messages waiting in the send queues of the selected instances "
+            "(getMessagesCount, the optional `queue` collector). See GreenApiSendQueueGrowing.",
+            [target(f"sum(greenapi_send_queue_messages{sel()})", "queued")],
+            unit="short",
+            thresholds=QUEUE_STEPS,
+        ),
         row("Per instance"),
         table(
             "Instances",
@@ -923,35 +984,78 @@ def fleet() -> Json:
             "poll. Instances whose last poll failed come first. Click a name for its detail "
             "dashboard.",
             [
-                ("Up", f"max without () (greenapi_up{sel()})",
-                 {"unit": "none", "mappings": UP_MAP,
-                  "custom.cellOptions": {"type": "color-background"},
-                  "thresholds": steps(("red", None), ("green", 1))}),
-                ("Since last success",
-                 f"time() - greenapi_last_poll_success_timestamp_seconds{sel()}",
-                 {"unit": "s", "thresholds": POLL_AGE_STEPS,
-                  "custom.cellOptions": {"type": "color-text"}}),
-                ("Sent / min", "60 * sum without (message_type, send_by_api) "
-                 f"(rate(greenapi_outgoing_messages_total{sel()}[{RI}]))", {"unit": "mpm"}),
-                ("In window", f"sum without (status, message_type) ({WINDOW_MESSAGES}{sel()})",
-                 {"unit": "short"}),
-                ("sendByApi",
-                 f"max without () (greenapi_outgoing_window_send_by_api_ratio{sel()})",
-                 {"unit": "percentunit"}),
-                ("Undelivered", f"max without () (greenapi_outgoing_undelivered_messages{sel()})",
-                 {"unit": "short"}),
-                ("Oldest undelivered",
-                 f"time() - greenapi_outgoing_oldest_undelivered_timestamp_seconds{sel()}",
-                 {"unit": "s", "noValue": NONE_UNDELIVERED}),
-                ("Truncated", f"max without () (greenapi_outgoing_window_truncated{sel()})",
-                 {"unit": "none", "mappings": TRUNCATED_MAP,
-                  "custom.cellOptions": {"type": "color-text"}}),
-                ("State", state_number("without (state)"),
-                 {"unit": "none", "mappings": STATE_MAP,
-                  "custom.cellOptions": {"type": "color-background"}}),
-                ("Send queue", f"max without () (greenapi_send_queue_messages{sel()})",
-                 {"unit": "short", "custom.cellOptions": {"type": "color-text"},
-                  "thresholds": QUEUE_STEPS}),
+                (
+                    "Up",
+                    f"max without () (greenapi_up{sel()})",
+                    {
+                        "unit": "none",
+                        "mappings": UP_MAP,
+                        "custom.cellOptions": {"type": "color-background"},
+                        "thresholds": steps(("red", None), ("green", 1)),
+                    },
+                ),
+                (
+                    "Since last success",
+                    f"time() - greenapi_last_poll_success_timestamp_seconds{sel()}",
+                    {
+                        "unit": "s",
+                        "thresholds": POLL_AGE_STEPS,
+                        "custom.cellOptions": {"type": "color-text"},
+                    },
+                ),
+                (
+                    "Sent / min",
+                    "60 * sum without (message_type, send_by_api) "
+                    f"(rate(greenapi_outgoing_messages_total{sel()}[{RI}]))",
+                    {"unit": "mpm"},
+                ),
+                (
+                    "In window",
+                    f"sum without (status, message_type) ({WINDOW_MESSAGES}{sel()})",
+                    {"unit": "short"},
+                ),
+                (
+                    "sendByApi",
+                    f"max without () (greenapi_outgoing_window_send_by_api_ratio{sel()})",
+                    {"unit": "percentunit"},
+                ),
+                (
+                    "Undelivered",
+                    f"max without () (greenapi_outgoing_undelivered_messages{sel()})",
+                    {"unit": "short"},
+                ),
+                (
+                    "Oldest undelivered",
+                    f"time() - greenapi_outgoing_oldest_undelivered_timestamp_seconds{sel()}",
+                    {"unit": "s", "noValue": NONE_UNDELIVERED},
+                ),
+                (
+                    "Truncated",
+                    f"max without () (greenapi_outgoing_window_truncated{sel()})",
+                    {
+                        "unit": "none",
+                        "mappings": TRUNCATED_MAP,
+                        "custom.cellOptions": {"type": "color-text"},
+                    },
+                ),
+                (
+                    "State",
+                    state_number("without (state)"),
+                    {
+                        "unit": "none",
+                        "mappings": STATE_MAP,
+                        "custom.cellOptions": {"type": "color-background"},
+                    },
+                ),
+                (
+                    "Send queue",
+                    f"max without () (greenapi_send_queue_messages{sel()})",
+                    {
+                        "unit": "short",
+                        "custom.cellOptions": {"type": "color-text"},
+                        "thresholds": QUEUE_STEPS,
+                    },
+                ),
             ],
             first_columns=["name", "id_instance", "job", "instance"],
             hidden=["instance"],
@@ -962,115 +1066,230 @@ def fleet() -> Json:
             h=9,
         ),
         row("Poll health"),
-        up_timeline("Instance up", "greenapi_up per instance: whether the last poll of "
-                    "lastOutgoingMessages succeeded."),
-        timeseries("Failed polls by result", "Polls per minute that did not succeed, by "
-                   "collector (outgoing journal, state, queue, incoming) and result: http_401 "
-                   "wrong token, http_403 wrong id or suspended account, http_429 rate limit, "
-                   "http_466 quota, timeout/connection_error network.",
-                   [target(f"60 * sum by (collector, result) (rate(greenapi_polls_total"
-                           f"{FAILED}[{RI}]))", "{{collector}} {{result}}")],
-                   unit="reqpm", stack=True, thresholds=ERROR_STEPS),
-        since_last_poll_timeseries("Seconds since each instance's last successful poll. It "
-                                   "grows while polls fail (and, between polls, up to "
-                                   "poll_interval)."),
-        poll_duration_timeseries("How long the last poll of each instance took (request and "
-                                 "parsing)."),
+        up_timeline(
+            "Instance up",
+            "greenapi_up per instance: whether the last poll of lastOutgoingMessages succeeded.",
+        ),
+        timeseries(
+            "Failed polls by result",
+            "Polls per minute that did not succeed, by "
+            "collector (outgoing journal, state, queue, incoming) and result: http_401 "
+            "wrong token, http_403 wrong id or suspended account, http_429 rate limit, "
+            "http_466 quota, timeout/connection_error network.",
+            [
+                target(
+                    f"60 * sum by (collector, result) (rate(greenapi_polls_total{FAILED}[{RI}]))",
+                    "{{collector}} {{result}}",
+                )
+            ],
+            unit="reqpm",
+            stack=True,
+            thresholds=ERROR_STEPS,
+        ),
+        since_last_poll_timeseries(
+            "Seconds since each instance's last successful poll. It "
+            "grows while polls fail (and, between polls, up to "
+            "poll_interval)."
+        ),
+        poll_duration_timeseries(
+            "How long the last poll of each instance took (request and parsing)."
+        ),
         row("Instance state, queue and incoming"),
-        instance_state_timeline("Each instance's state (getStateInstance, the optional `state` "
-                                "collector) over time: authorized is green, states that need a "
-                                "person (notAuthorized, blocked, suspended) red, the others "
-                                "orange."),
-        send_queue_timeseries("Send queue by instance", "Messages waiting in each instance's "
-                              "send queue", w=8),
-        timeseries("Incoming messages by instance", "Incoming messages per minute seen for "
-                   "the first time, per instance (lastIncomingMessages, the optional `incoming` "
-                   "collector).",
-                   [per_minute("greenapi_incoming_messages_total", "by (name)", "{{name}}")],
-                   unit="mpm", stack=True, w=8),
-        incoming_by_type_timeseries(", all selected instances together", "by (message_type)",
-                                    "{{message_type}}", w=8),
+        instance_state_timeline(
+            "Each instance's state (getStateInstance, the optional `state` "
+            "collector) over time: authorized is green, states that need a "
+            "person (notAuthorized, blocked, suspended) red, the others "
+            "orange."
+        ),
+        send_queue_timeseries(
+            "Send queue by instance", "Messages waiting in each instance's send queue", w=8
+        ),
+        timeseries(
+            "Incoming messages by instance",
+            "Incoming messages per minute seen for "
+            "the first time, per instance (lastIncomingMessages, the optional `incoming` "
+            "collector).",
+            [per_minute("greenapi_incoming_messages_total", "by (name)", "{{name}}")],
+            unit="mpm",
+            stack=True,
+            w=8,
+        ),
+        incoming_by_type_timeseries(
+            ", all selected instances together", "by (message_type)", "{{message_type}}", w=8
+        ),
         row("Traffic"),
-        sent_by_type_timeseries(" (greenapi_outgoing_messages_total)", "by (message_type)",
-                                "{{message_type}}"),
-        timeseries("Messages sent by instance", "Messages per minute seen for the first time, "
-                   "per instance.",
-                   [per_minute("greenapi_outgoing_messages_total", "by (name)", "{{name}}")],
-                   unit="mpm", stack=True),
+        sent_by_type_timeseries(
+            " (greenapi_outgoing_messages_total)", "by (message_type)", "{{message_type}}"
+        ),
+        timeseries(
+            "Messages sent by instance",
+            "Messages per minute seen for the first time, per instance.",
+            [per_minute("greenapi_outgoing_messages_total", "by (name)", "{{name}}")],
+            unit="mpm",
+            stack=True,
+        ),
         statuses_reached_timeseries("by (status)", "{{status}}"),
-        delivered_share_timeseries("Of the messages in each instance's journal window, the "
-                                   "share delivered or read, and the share read."),
-        window_by_status_timeseries("Messages in the window by status", "Messages in the "
-                                    "journal window (window per instance, 24h by default) by "
-                                    "statusMessage, all selected instances together.",
-                                    "by (status)", "{{status}}"),
-        send_by_api_ratio_timeseries("Share of the window's messages sent through the API "
-                                     "(sendByApi true) rather than from the phone or web "
-                                     "client."),
+        delivered_share_timeseries(
+            "Of the messages in each instance's journal window, the "
+            "share delivered or read, and the share read."
+        ),
+        window_by_status_timeseries(
+            "Messages in the window by status",
+            "Messages in the "
+            "journal window (window per instance, 24h by default) by "
+            "statusMessage, all selected instances together.",
+            "by (status)",
+            "{{status}}",
+        ),
+        send_by_api_ratio_timeseries(
+            "Share of the window's messages sent through the API "
+            "(sendByApi true) rather than from the phone or web "
+            "client."
+        ),
         forwarded_window_timeseries("Forwarded messages in the window"),
         forwarded_sent_timeseries(),
         row("Undelivered messages and lag"),
         undelivered_timeseries(", per instance", w=8),
         oldest_undelivered_timeseries(", per instance", w=8),
-        bargauge("Top instances by undelivered", "The 10 instances with the most undelivered "
-                 "messages now (information: see Undelivered messages). Click a bar for the "
-                 "instance's detail dashboard.",
-                 [target(f"topk(10, sum by (name) "
-                         f"(greenapi_outgoing_undelivered_messages{sel()}))", "{{name}}",
-                         instant=True)],
-                 unit="short", thresholds=INFO, links=instance_link("__field.labels.name"), w=8),
-        timeseries("Delivery lag", lag_description("delivered"),
-                   quantiles(LAG_BUCKET, "", (0.5, 0.95, 0.99)),
-                   unit="s", thresholds=LAG_STEPS, threshold_line=True, w=8),
+        bargauge(
+            "Top instances by undelivered",
+            "The 10 instances with the most undelivered "
+            "messages now (information: see Undelivered messages). Click a bar for the "
+            "instance's detail dashboard.",
+            [
+                target(
+                    f"topk(10, sum by (name) (greenapi_outgoing_undelivered_messages{sel()}))",
+                    "{{name}}",
+                    instant=True,
+                )
+            ],
+            unit="short",
+            thresholds=INFO,
+            links=instance_link("__field.labels.name"),
+            w=8,
+        ),
+        timeseries(
+            "Delivery lag",
+            lag_description("delivered"),
+            quantiles(LAG_BUCKET, "", (0.5, 0.95, 0.99)),
+            unit="s",
+            thresholds=LAG_STEPS,
+            threshold_line=True,
+            w=8,
+        ),
         lag_heatmap("Delivery lag distribution", "delivered", LAG_BUCKET, w=8),
-        timeseries("Delivery lag p95 by instance", lag_description("delivered"),
-                   quantiles(LAG_BUCKET, "name", (0.95,), "{{name}} "),
-                   unit="s", thresholds=LAG_STEPS, threshold_line=True, w=8),
-        timeseries("Read lag", lag_description("read"),
-                   quantiles(READ_BUCKET, "", (0.5, 0.95, 0.99)), unit="s", w=24),
+        timeseries(
+            "Delivery lag p95 by instance",
+            lag_description("delivered"),
+            quantiles(LAG_BUCKET, "name", (0.95,), "{{name}} "),
+            unit="s",
+            thresholds=LAG_STEPS,
+            threshold_line=True,
+            w=8,
+        ),
+        timeseries(
+            "Read lag",
+            lag_description("read"),
+            quantiles(READ_BUCKET, "", (0.5, 0.95, 0.99)),
+            unit="s",
+            w=24,
+        ),
         row("Quota and rate limits"),
-        timeseries("Rate-limited polls (HTTP 429)", "Polls answered 429 in each interval. "
-                   "The 1 request/second limit is shared with every other client of the "
-                   "instance; see GreenApiRateLimited.",
-                   [target(f"sum by (name, collector) (increase(greenapi_polls_total"
-                           f"{HTTP_429}[{RI}]))", "{{name}} {{collector}}")],
-                   unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
-        timeseries("Quota exceeded (HTTP 466)", "Polls answered 466 in each interval: the "
-                   "plan's monthly quota of journal calls is spent (free plan: ~1,000 a month); "
-                   "the exporter then retries hourly. See GreenApiQuotaExceeded.",
-                   [target(f"sum by (name, collector) (increase(greenapi_polls_total"
-                           f"{HTTP_466}[{RI}]))", "{{name}} {{collector}}")],
-                   unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
-        window_truncated_timeline("Whether the last answer reached max_messages (the journal's "
-                                  "depth cap): the oldest messages of the window are missing. "
-                                  "Shorten `window` if it stays truncated.", w=8),
+        timeseries(
+            "Rate-limited polls (HTTP 429)",
+            "Polls answered 429 in each interval. "
+            "The 1 request/second limit is shared with every other client of the "
+            "instance; see GreenApiRateLimited.",
+            [
+                target(
+                    f"sum by (name, collector) (increase(greenapi_polls_total{HTTP_429}[{RI}]))",
+                    "{{name}} {{collector}}",
+                )
+            ],
+            unit="short",
+            bars=True,
+            thresholds=ERROR_STEPS,
+            w=8,
+        ),
+        timeseries(
+            "Quota exceeded (HTTP 466)",
+            "Polls answered 466 in each interval: the "
+            "plan's monthly quota of journal calls is spent (free plan: ~1,000 a month); "
+            "the exporter then retries hourly. See GreenApiQuotaExceeded.",
+            [
+                target(
+                    f"sum by (name, collector) (increase(greenapi_polls_total{HTTP_466}[{RI}]))",
+                    "{{name}} {{collector}}",
+                )
+            ],
+            unit="short",
+            bars=True,
+            thresholds=ERROR_STEPS,
+            w=8,
+        ),
+        window_truncated_timeline(
+            "Whether the last answer reached max_messages (the journal's "
+            "depth cap): the oldest messages of the window are missing. "
+            "Shorten `window` if it stays truncated.",
+            w=8,
+        ),
         row("Exporter"),
-        stat("Version", "greenapi-exporter version per scrape target "
-             "(greenapi_exporter_build_info).",
-             [target(f"greenapi_exporter_build_info{{{JOB}}}", "{{instance}}: {{version}}")],
-             unit="none", text_mode="name", color_mode="none", graph=False,
-             thresholds=NEUTRAL),
-        stat("Configured instances", "GREEN-API instances in the exporters' configuration.",
-             [target(f"sum(greenapi_exporter_instances{{{JOB}}})", "instances")],
-             unit="none", graph=False, thresholds=steps(("blue", None))),
-        stat("Tracked messages", "Messages the exporters hold in memory to follow their "
-             "status changes.",
-             [target(f"sum(greenapi_exporter_tracked_messages{{{JOB}}})", "tracked")],
-             unit="short", thresholds=steps(("blue", None))),
-        stat("Last reload", "Whether the last configuration (re)load succeeded. A refused "
-             "reload keeps the previous configuration running.",
-             [target(f"min(greenapi_exporter_config_last_reload_successful{{{JOB}}})",
-                     "reload")],
-             unit="none", mappings=BOOL_OK_MAP, graph=False,
-             thresholds=steps(("red", None), ("green", 1))),
-        stat("Configuration age", "Time since the configuration in force was loaded.",
-             [target("time() - max(greenapi_exporter_config_last_reload_success_timestamp_"
-                     f"seconds{{{JOB}}})", "age")],
-             unit="s", graph=False, thresholds=steps(("blue", None))),
-        stat("Scrape duration", "How long Prometheus's scrapes of the exporter take; they "
-             "never wait on GREEN-API.",
-             [target(f"max(scrape_duration_seconds{{{JOB}}})", "scrape")],
-             unit="s", thresholds=steps(("green", None), ("orange", 1), ("red", 5))),
+        stat(
+            "Version",
+            "greenapi-exporter version per scrape target (greenapi_exporter_build_info).",
+            [target(f"greenapi_exporter_build_info{{{JOB}}}", "{{instance}}: {{version}}")],
+            unit="none",
+            text_mode="name",
+            color_mode="none",
+            graph=False,
+            thresholds=NEUTRAL,
+        ),
+        stat(
+            "Configured instances",
+            "GREEN-API instances in the exporters' configuration.",
+            [target(f"sum(greenapi_exporter_instances{{{JOB}}})", "instances")],
+            unit="none",
+            graph=False,
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Tracked messages",
+            "Messages the exporters hold in memory to follow their status changes.",
+            [target(f"sum(greenapi_exporter_tracked_messages{{{JOB}}})", "tracked")],
+            unit="short",
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Last reload",
+            "Whether the last configuration (re)load succeeded. A refused "
+            "reload keeps the previous configuration running.",
+            [target(f"min(greenapi_exporter_config_last_reload_successful{{{JOB}}})", "reload")],
+            unit="none",
+            mappings=BOOL_OK_MAP,
+            graph=False,
+            thresholds=steps(("red", None), ("green", 1)),
+        ),
+        stat(
+            "Configuration age",
+            "Time since the configuration in force was loaded.",
+            [
+                target(
+                    "time() - max(greenapi_exporter_config_last_reload_success_timestamp_"
+                    f"seconds{{{JOB}}})",
+                    "age",
+                )
+            ],
+            unit="s",
+            graph=False,
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Scrape duration",
+            "How long Prometheus's scrapes of the exporter take; they never wait on GREEN-API.",
+            [target(f"max(scrape_duration_seconds{{{JOB}}})", "scrape")],
+            unit="s",
+            thresholds=steps(("green", None), ("orange", 1), ("red", 5)),
+        ),
     ]
     return dashboard(
         FLEET_UID,
@@ -1089,124 +1308,253 @@ def fleet() -> Json:
 def instance() -> Json:
     panels: list[Json] = [
         row("Status"),
-        stat("Up", "Whether the last poll of lastOutgoingMessages succeeded (greenapi_up).",
-             [target(f"greenapi_up{sel()}", "{{name}}")], unit="none", mappings=UP_MAP,
-             thresholds=steps(("red", None), ("green", 1)), graph=False),
-        stat("Since last success", "Time since the last successful poll.",
-             [target(f"time() - greenapi_last_poll_success_timestamp_seconds{sel()}",
-                     "{{name}}")],
-             unit="s", thresholds=POLL_AGE_STEPS, graph=False),
-        stat("Last poll duration", "How long the last poll took (request and parsing).",
-             [target(f"greenapi_poll_duration_seconds{sel()}", "{{name}}")],
-             unit="s", thresholds=steps(("green", None), ("orange", 5))),
-        in_time_stat("In time, last hour", "1h", "Of the messages judged in the last hour, the "
-                     "share delivered in time.", "by (name)"),
-        in_time_stat("In time, dashboard range", "$__range", "Of the messages judged in the "
-                     "dashboard's time range, the share delivered in time.", "by (name)"),
-        stat("Sent per minute", "Messages per minute seen for the first time.",
-             [per_minute("greenapi_outgoing_messages_total", "by (name)", "{{name}}")],
-             unit="mpm", thresholds=steps(("blue", None))),
-        stat("Messages in window", "Messages in the journal window (the configured `window`).",
-             [target(f"sum by (name) ({WINDOW_MESSAGES}{sel()})", "{{name}}")],
-             unit="short", thresholds=steps(("blue", None))),
-        stat("sendByApi", "Share of the window's messages sent through the API.",
-             [target(f"greenapi_outgoing_window_send_by_api_ratio{sel()}", "{{name}}")],
-             unit="percentunit", thresholds=steps(("blue", None))),
-        stat("Newest message", "Time since the newest `timestamp` in the window (the last "
-             "action on any message: sent, delivered or read).",
-             [target(f"time() - greenapi_outgoing_last_message_timestamp_seconds{sel()}",
-                     "{{name}}")],
-             unit="s", thresholds=steps(("green", None), ("orange", 3600)), graph=False),
-        stat("Window", "Whether the last answer reached max_messages (the journal's depth "
-             "cap): then the oldest messages of the window are missing.",
-             [target(f"greenapi_outgoing_window_truncated{sel()}", "{{name}}")],
-             unit="none", mappings=TRUNCATED_MAP, graph=False, thresholds=TRUNCATED_STEPS),
-        stat("Window length", "The configured journal window (`window`), sent as ?minutes=.",
-             [target(f"greenapi_outgoing_window_seconds{sel()}", "{{name}}")],
-             unit="s", thresholds=steps(("blue", None)), graph=False),
-        stat("Invalid elements", "Elements of the last answer that could not be used (not an "
-             "object, no idMessage, no usable timestamp, ...).",
-             [target(f"greenapi_outgoing_invalid_messages{sel()}", "{{name}}")],
-             unit="short", thresholds=steps(("green", None), ("orange", 1)), graph=False),
+        stat(
+            "Up",
+            "Whether the last poll of lastOutgoingMessages succeeded (greenapi_up).",
+            [target(f"greenapi_up{sel()}", "{{name}}")],
+            unit="none",
+            mappings=UP_MAP,
+            thresholds=steps(("red", None), ("green", 1)),
+            graph=False,
+        ),
+        stat(
+            "Since last success",
+            "Time since the last successful poll.",
+            [target(f"time() - greenapi_last_poll_success_timestamp_seconds{sel()}", "{{name}}")],
+            unit="s",
+            thresholds=POLL_AGE_STEPS,
+            graph=False,
+        ),
+        stat(
+            "Last poll duration",
+            "How long the last poll took (request and parsing).",
+            [target(f"greenapi_poll_duration_seconds{sel()}", "{{name}}")],
+            unit="s",
+            thresholds=steps(("green", None), ("orange", 5)),
+        ),
+        in_time_stat(
+            "In time, last hour",
+            "1h",
+            "Of the messages judged in the last hour, the share delivered in time.",
+            "by (name)",
+        ),
+        in_time_stat(
+            "In time, dashboard range",
+            "$__range",
+            "Of the messages judged in the dashboard's time range, the share delivered in time.",
+            "by (name)",
+        ),
+        stat(
+            "Sent per minute",
+            "Messages per minute seen for the first time.",
+            [per_minute("greenapi_outgoing_messages_total", "by (name)", "{{name}}")],
+            unit="mpm",
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Messages in window",
+            "Messages in the journal window (the configured `window`).",
+            [target(f"sum by (name) ({WINDOW_MESSAGES}{sel()})", "{{name}}")],
+            unit="short",
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "sendByApi",
+            "Share of the window's messages sent through the API.",
+            [target(f"greenapi_outgoing_window_send_by_api_ratio{sel()}", "{{name}}")],
+            unit="percentunit",
+            thresholds=steps(("blue", None)),
+        ),
+        stat(
+            "Newest message",
+            "Time since the newest `timestamp` in the window (the last "
+            "action on any message: sent, delivered or read).",
+            [
+                target(
+                    f"time() - greenapi_outgoing_last_message_timestamp_seconds{sel()}", "{{name}}"
+                )
+            ],
+            unit="s",
+            thresholds=steps(("green", None), ("orange", 3600)),
+            graph=False,
+        ),
+        stat(
+            "Window",
+            "Whether the last answer reached max_messages (the journal's depth "
+            "cap): then the oldest messages of the window are missing.",
+            [target(f"greenapi_outgoing_window_truncated{sel()}", "{{name}}")],
+            unit="none",
+            mappings=TRUNCATED_MAP,
+            graph=False,
+            thresholds=TRUNCATED_STEPS,
+        ),
+        stat(
+            "Window length",
+            "The configured journal window (`window`), sent as ?minutes=.",
+            [target(f"greenapi_outgoing_window_seconds{sel()}", "{{name}}")],
+            unit="s",
+            thresholds=steps(("blue", None)),
+            graph=False,
+        ),
+        stat(
+            "Invalid elements",
+            "Elements of the last answer that could not be used (not an "
+            "object, no idMessage, no usable timestamp, ...).",
+            [target(f"greenapi_outgoing_invalid_messages{sel()}", "{{name}}")],
+            unit="short",
+            thresholds=steps(("green", None), ("orange", 1)),
+            graph=False,
+        ),
         row("Delivery"),
-        in_time_ratio_timeseries("The instance's share of judged messages delivered in time.",
-                                 w=12),
+        in_time_ratio_timeseries(
+            "The instance's share of judged messages delivered in time.", w=12
+        ),
         outcomes_timeseries("", w=12),
         no_status_timeseries(w=8),
         undelivered_timeseries("", w=8),
         oldest_undelivered_timeseries("", w=8),
         row("Poll history"),
-        up_timeline("Up history", "greenapi_up over time: whether each poll succeeded.",
-                    w=24, h=4),
-        timeseries("Polls by result", "Requests per minute by collector (outgoing journal, "
-                   "state, queue, incoming) and result (success, http_401, http_429, "
-                   "http_466, timeout, ...).",
-                   [per_minute("greenapi_polls_total", "by (name, collector, result)",
-                               "{{name}} {{collector}} {{result}}")],
-                   unit="reqpm", stack=True, w=8),
+        up_timeline("Up history", "greenapi_up over time: whether each poll succeeded.", w=24, h=4),
+        timeseries(
+            "Polls by result",
+            "Requests per minute by collector (outgoing journal, "
+            "state, queue, incoming) and result (success, http_401, http_429, "
+            "http_466, timeout, ...).",
+            [
+                per_minute(
+                    "greenapi_polls_total",
+                    "by (name, collector, result)",
+                    "{{name}} {{collector}} {{result}}",
+                )
+            ],
+            unit="reqpm",
+            stack=True,
+            w=8,
+        ),
         poll_duration_timeseries("Duration of the last poll.", w=8),
         since_last_poll_timeseries("Grows while polls fail.", w=8),
         row("Instance state, queue and incoming"),
-        instance_state_timeline("The instance's state (getStateInstance, the optional `state` "
-                                "collector) over time: authorized is green, states that need a "
-                                "person (notAuthorized, blocked, suspended) red, the others "
-                                "(sleepMode, starting, yellowCard, pending..., unknown) "
-                                "orange.", h=4),
-        send_queue_timeseries("Send queue", "Messages waiting in the instance's send queue",
-                              w=8),
-        incoming_by_type_timeseries(" (lastIncomingMessages, the optional `incoming` collector)",
-                                    "by (name, message_type)", "{{name}} {{message_type}}",
-                                    w=8),
-        timeseries("Time since last incoming message", "Time since the newest `timestamp` "
-                   "among the incoming messages of the window.",
-                   [target(f"time() - greenapi_incoming_last_message_timestamp_seconds{sel()}",
-                           "{{name}}")],
-                   unit="s", thresholds=steps(("green", None), ("orange", 3600)), w=8),
+        instance_state_timeline(
+            "The instance's state (getStateInstance, the optional `state` "
+            "collector) over time: authorized is green, states that need a "
+            "person (notAuthorized, blocked, suspended) red, the others "
+            "(sleepMode, starting, yellowCard, pending..., unknown) "
+            "orange.",
+            h=4,
+        ),
+        send_queue_timeseries("Send queue", "Messages waiting in the instance's send queue", w=8),
+        incoming_by_type_timeseries(
+            " (lastIncomingMessages, the optional `incoming` collector)",
+            "by (name, message_type)",
+            "{{name}} {{message_type}}",
+            w=8,
+        ),
+        timeseries(
+            "Time since last incoming message",
+            "Time since the newest `timestamp` among the incoming messages of the window.",
+            [
+                target(
+                    f"time() - greenapi_incoming_last_message_timestamp_seconds{sel()}", "{{name}}"
+                )
+            ],
+            unit="s",
+            thresholds=steps(("green", None), ("orange", 3600)),
+            w=8,
+        ),
         row("Traffic"),
-        sent_by_type_timeseries("", "by (name, message_type)", "{{name}} {{message_type}}",
-                                w=8),
-        timeseries("Messages sent by API or not", "Messages per minute seen for the first "
-                   "time, by sendByApi (false: sent from the phone or web client).",
-                   [per_minute("greenapi_outgoing_messages_total", "by (name, send_by_api)",
-                               "{{name}} sendByApi={{send_by_api}}")],
-                   unit="mpm", stack=True, w=8),
+        sent_by_type_timeseries("", "by (name, message_type)", "{{name}} {{message_type}}", w=8),
+        timeseries(
+            "Messages sent by API or not",
+            "Messages per minute seen for the first "
+            "time, by sendByApi (false: sent from the phone or web client).",
+            [
+                per_minute(
+                    "greenapi_outgoing_messages_total",
+                    "by (name, send_by_api)",
+                    "{{name}} sendByApi={{send_by_api}}",
+                )
+            ],
+            unit="mpm",
+            stack=True,
+            w=8,
+        ),
         statuses_reached_timeseries("by (name, status)", "{{name}} {{status}}", w=8),
-        window_by_status_timeseries("Window by status", "Messages in the journal window by "
-                                    "statusMessage.", "by (name, status)",
-                                    "{{name}} {{status}}", w=8),
-        bargauge("Window by type", "Messages in the journal window by typeMessage.",
-                 [target(f"sum by (message_type) ({WINDOW_MESSAGES}{sel()})",
-                         "{{message_type}}", instant=True)],
-                 unit="short", thresholds=steps(("blue", None)), w=8),
-        delivered_share_timeseries("Of the messages in the window, the share delivered or "
-                                   "read, and the share read.", w=8),
-        send_by_api_ratio_timeseries("Share of the window's messages sent through the API.",
-                                     w=8),
+        window_by_status_timeseries(
+            "Window by status",
+            "Messages in the journal window by statusMessage.",
+            "by (name, status)",
+            "{{name}} {{status}}",
+            w=8,
+        ),
+        bargauge(
+            "Window by type",
+            "Messages in the journal window by typeMessage.",
+            [
+                target(
+                    f"sum by (message_type) ({WINDOW_MESSAGES}{sel()})",
+                    "{{message_type}}",
+                    instant=True,
+                )
+            ],
+            unit="short",
+            thresholds=steps(("blue", None)),
+            w=8,
+        ),
+        delivered_share_timeseries(
+            "Of the messages in the window, the share delivered or read, and the share read.", w=8
+        ),
+        send_by_api_ratio_timeseries("Share of the window's messages sent through the API.", w=8),
         forwarded_window_timeseries("Forwarded in the window", w=8),
         forwarded_sent_timeseries(w=8),
         row("Delivery and read lag"),
-        timeseries("Delivery lag", lag_description("delivered"),
-                   quantiles(LAG_BUCKET, "name", (0.5, 0.95, 0.99), "{{name}} "),
-                   unit="s", thresholds=LAG_STEPS, threshold_line=True),
+        timeseries(
+            "Delivery lag",
+            lag_description("delivered"),
+            quantiles(LAG_BUCKET, "name", (0.5, 0.95, 0.99), "{{name}} "),
+            unit="s",
+            thresholds=LAG_STEPS,
+            threshold_line=True,
+        ),
         lag_heatmap("Delivery lag distribution", "delivered", LAG_BUCKET),
-        timeseries("Read lag", lag_description("read"),
-                   quantiles(READ_BUCKET, "name", (0.5, 0.95, 0.99), "{{name}} "),
-                   unit="s"),
+        timeseries(
+            "Read lag",
+            lag_description("read"),
+            quantiles(READ_BUCKET, "name", (0.5, 0.95, 0.99), "{{name}} "),
+            unit="s",
+        ),
         lag_heatmap("Read lag distribution", "read", READ_BUCKET),
         row("Quota, limits and journal"),
-        timeseries("Rate-limited and quota-exceeded polls", "Polls answered 429 (rate limit, "
-                   "shared with other clients of the instance) or 466 (monthly quota spent) "
-                   "in each interval.",
-                   [target(f"sum by (name, collector, result) (increase(greenapi_polls_total"
-                           f"{HTTP_429_466}[{RI}]))",
-                           "{{name}} {{collector}} {{result}}")],
-                   unit="short", bars=True, thresholds=ERROR_STEPS, w=8),
-        timeseries("Invalid journal elements", "Elements of the last answer that could not be "
-                   "used (not an object, no idMessage, no usable timestamp, ...).",
-                   [target(f"greenapi_outgoing_invalid_messages{sel()}", "{{name}}")],
-                   unit="short", thresholds=steps(("green", None), ("orange", 1)), w=8),
-        window_truncated_timeline("Whether the last answer reached max_messages: the oldest "
-                                  "messages of the window are missing.", w=8),
+        timeseries(
+            "Rate-limited and quota-exceeded polls",
+            "Polls answered 429 (rate limit, "
+            "shared with other clients of the instance) or 466 (monthly quota spent) "
+            "in each interval.",
+            [
+                target(
+                    f"sum by (name, collector, result) (increase(greenapi_polls_total"
+                    f"{HTTP_429_466}[{RI}]))",
+                    "{{name}} {{collector}} {{result}}",
+                )
+            ],
+            unit="short",
+            bars=True,
+            thresholds=ERROR_STEPS,
+            w=8,
+        ),
+        timeseries(
+            "Invalid journal elements",
+            "Elements of the last answer that could not be "
+            "used (not an object, no idMessage, no usable timestamp, ...).",
+            [target(f"greenapi_outgoing_invalid_messages{sel()}", "{{name}}")],
+            unit="short",
+            thresholds=steps(("green", None), ("orange", 1)),
+            w=8,
+        ),
+        window_truncated_timeline(
+            "Whether the last answer reached max_messages: the oldest "
+            "messages of the window are missing.",
+            w=8,
+        ),
     ]
     return dashboard(
         INSTANCE_UID,

@@ -59,7 +59,9 @@ DECLARED_VALUES: dict[str, set[str]] = {
     "status": {*KNOWN_STATUSES, STATUS_UNKNOWN, STATUS_OTHER},
 }
 # `label="value"` or `label=~"a|b"` inside PromQL (annotation templates use single quotes).
-LABEL_MATCHER = re.compile(r"\b(state|outcome|result|collector|status)(=~?|!=|!~)[\"']([^\"']*)[\"']")
+LABEL_MATCHER = re.compile(
+    r"\b(state|outcome|result|collector|status)(=~?|!=|!~)[\"']([^\"']*)[\"']"
+)
 
 # A greenapi_* metric name or a greenapi:* recording-rule name inside PromQL.
 METRIC_NAME = re.compile(r"(?<![\w:])greenapi(?:_[a-z_]+|:[A-Za-z0-9_:]+)")
@@ -120,17 +122,20 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 # --- promtool ---------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_promtool_checks_the_rules() -> None:
     result = promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("tests", RULE_TESTS)
 def test_promtool_unit_tests_of_the_rules_pass(tests: str) -> None:
     result = promtool("test", "rules", tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 def test_the_generated_traffic_tests_are_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(PROMETHEUS / "traffic_tests.py"), "--check"],
@@ -140,6 +145,7 @@ def test_the_generated_traffic_tests_are_up_to_date() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("config", sorted(p.name for p in PROMETHEUS.glob("prometheus*.yml")))
 def test_promtool_checks_the_example_scrape_configs(config: str) -> None:
     result = promtool("check", "config", config)
@@ -193,6 +199,7 @@ def test_the_commented_out_probe_job_uses_the_multi_target_pattern() -> None:
     assert probe["honor_labels"] is True  # keep the exposed `name`, no exported_name
 
 
+@pytest.mark.process
 def test_promtool_checks_the_commented_out_probe_setup(tmp_path: Path) -> None:
     config = example_config()
     config["scrape_configs"] = commented_out_jobs()  # instead of the /metrics job, as it says
@@ -202,6 +209,7 @@ def test_promtool_checks_the_commented_out_probe_setup(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.process
 def test_the_probe_setup_stores_every_series_of_metrics_once(simulator: Simulator, run_exporter: Any) -> None:  # fmt: skip
     """The /probe job for every instance and the other job's kept /metrics series: together
     every metric of /metrics, none of them from both jobs."""
@@ -237,7 +245,7 @@ def test_the_compose_prometheus_scrapes_the_compose_exporter_once() -> None:
 # --- alerts -----------------------------------------------------------------------------------
 
 
-def test_every_alert_of_the_spec_exists_with_for_severity_and_annotations_naming_the_instance() -> None:  # fmt: skip
+def test_every_alert_the_readme_documents_exists_with_for_severity_and_annotations_naming_the_instance() -> None:  # fmt: skip
     found = alerts()
     assert set(found) >= EXPECTED_ALERTS, EXPECTED_ALERTS - set(found)
     for name, rule in found.items():
@@ -259,7 +267,7 @@ def test_the_silent_instance_alert_only_watches_instances_that_opt_in() -> None:
     assert 'expect_traffic="true"' in expr
 
 
-def test_the_poll_alerts_use_the_spec_results() -> None:
+def test_the_poll_alerts_select_the_poll_results_the_readme_documents() -> None:
     found = alerts()
     assert "greenapi_up == 0" in found["GreenApiPollFailing"]["expr"]
     assert 'result="http_429"' in found["GreenApiRateLimited"]["expr"]
@@ -437,9 +445,7 @@ def test_rules_and_dashboards_select_only_label_values_the_code_declares(source:
 def test_every_family_the_readme_lists_is_declared_and_every_declared_one_is_listed() -> None:
     readme = (ROOT / "README.md").read_text()
     listed = set(re.findall(r"^\| `(greenapi_[a-z_]+)` \|", readme, re.MULTILINE))
-    declared = {spec.name for spec in FAMILIES} | {
-        f.name for f in exporter_families(None)
-    }
+    declared = {spec.name for spec in FAMILIES} | {f.name for f in exporter_families(None)}
     assert listed == declared, (sorted(listed - declared), sorted(declared - listed))
 
 
@@ -493,10 +499,10 @@ def test_dashboards_have_uid_tags_variables_and_links(path: Path) -> None:
     assert {"datasource", "job", "name"} <= set(variables)
     job = variables["job"]
     assert job["type"] == "query"
-    assert job["query"] == "label_values(greenapi_exporter_build_info, job)"
+    assert job["query"] == "label_values(greenapi_polls_total, job)"
     name = variables["name"]
     assert name["type"] == "query"
-    assert name["query"] == 'label_values(greenapi_up{job=~"$job"}, name)'
+    assert name["query"] == 'label_values(greenapi_polls_total{job=~"$job"}, name)'
     if path.stem == "greenapi-fleet":  # every instance, or a few
         assert name["multi"] and name["includeAll"] and name["allValue"] == ".*"
     else:  # the detail of one instance
@@ -548,6 +554,7 @@ def test_per_instance_queries_follow_the_job_and_name_variables(path: Path) -> N
                 assert 'name=~"$name"' in expr, (panel["title"], expr)
 
 
+@pytest.mark.process
 def test_the_generated_dashboards_are_up_to_date() -> None:
     result = subprocess.run(
         [sys.executable, str(GRAFANA / "generate.py"), "--check"], capture_output=True, text=True
@@ -571,6 +578,7 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
 # --- the exposition ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_promtool_finds_no_problem_in_the_exposition(simulator: Simulator, run_exporter: Any) -> None:  # fmt: skip
     exporter = run_exporter(simulator.exporter_config(poll_interval="1s"))
     exporter.wait_ready()
@@ -579,3 +587,19 @@ def test_promtool_finds_no_problem_in_the_exposition(simulator: Simulator, run_e
     result = promtool("check", "metrics", input=text)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_variables_work_for_the_probe_job_too(path: Path) -> None:
+    """/probe serves only an instance's own families: a variable built on the exporter's own
+    series (greenapi_exporter_*) would find nothing in a probe-only setup."""
+    per_instance = {spec.name for spec in FAMILIES}
+    for variable in load(path)["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        [metric] = used_names([query])
+        assert metric in per_instance, f"{variable['name']}: {metric} is not served by /probe"
+        if variable.get("includeAll"):
+            assert variable.get("allValue") == ".*", f"{variable['name']}: All without allValue"

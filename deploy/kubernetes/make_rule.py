@@ -2,6 +2,9 @@
 
     python deploy/kubernetes/make_rule.py          # rewrite it
     python deploy/kubernetes/make_rule.py --check  # exit 1 if it is out of date (the tests run this)
+
+The rule carries alerts.yml's groups unchanged, so that the Operator's Prometheus evaluates what
+promtool tests.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ def render() -> str:
     document = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "greenapi-exporter", "labels": {"app.kubernetes.io/name": "greenapi-exporter"}},
+        "metadata": {
+            "name": "greenapi-exporter",
+            "labels": {"app.kubernetes.io/name": "greenapi-exporter"},
+        },
         "spec": {"groups": groups},
     }
     header = (
@@ -35,7 +41,10 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if not TARGET.exists() or TARGET.read_text() != text:
-            print("prometheusrule.yaml is out of date: python deploy/kubernetes/make_rule.py", file=sys.stderr)
+            print(
+                "prometheusrule.yaml is out of date: python deploy/kubernetes/make_rule.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.write_text(text)
