@@ -116,7 +116,11 @@ class Exposition:
         fresh: dict[str, _Fragments] = {}
         for instance in snapshot.instances:
             cached = self._fragments.get(instance.name)
-            if cached is None or cached.instance is not instance or cached.label_names != label_names:
+            if (
+                cached is None
+                or cached.instance is not instance
+                or cached.label_names != label_names
+            ):
                 cached = self._format(instance, label_names)
             fresh[instance.name] = cached
             for lines, fragment in zip(per_family, cached.lines[fmt], strict=True):

@@ -13,6 +13,8 @@ import pytest
 from exporter.simulator import Simulator
 from tests.conftest import ExporterProcess, value, wait_until
 
+pytestmark = pytest.mark.process
+
 
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -22,7 +24,9 @@ def rss_mib(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def flooded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator, ExporterProcess]]:
+def flooded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Simulator, ExporterProcess]]:
     sim = Simulator(instances=2, seed=9, history=600)
     sim.start()
     sim.set_fault("sim-1", "empty_objects", megabytes=40)  # about 14 million objects
@@ -41,9 +45,12 @@ def test_a_journal_of_millions_of_empty_objects_is_an_invalid_response(
 ) -> None:
     _, exporter = flooded
     samples = wait_until(
-        lambda: (s := exporter.scrape())
-        and (value(s, "greenapi_polls_total", name="sim-1", result="invalid_response") or 0) >= 2
-        and s,
+        lambda: (
+            (s := exporter.scrape())
+            and (value(s, "greenapi_polls_total", name="sim-1", result="invalid_response") or 0)
+            >= 2
+            and s
+        ),
         timeout=60,
     )
     assert value(samples, "greenapi_up", name="sim-1") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,17 @@ def states(samples: Samples, name: str) -> dict[str, float]:
 def polls(samples: Samples, name: str, collector: str, result: str = "success") -> float:
     found = value(samples, "greenapi_polls_total", name=name, collector=collector, result=result)
     return found or 0.0
+
+
+def wait_for_polls(exporter: ExporterProcess, name: str, collector: str, count: int) -> None:
+    """Wait until ``count`` more successful polls of ``collector`` have finished."""
+    target = polls(exporter.scrape(), name, collector) + count
+    wait_until(lambda: polls(exporter.scrape(), name, collector) >= target)
+
+
+def written_since(state_file: Path, moment: float) -> bool:
+    """Whether the exporter wrote its state file after ``moment`` (a time.time())."""
+    return state_file.exists() and state_file.stat().st_mtime > moment
 
 
 def incoming(name: str, id_message: str, timestamp: float, kind: str = "textMessage") -> dict[str, Any]:  # fmt: skip
@@ -75,7 +87,7 @@ def test_losing_the_authorization_is_logged_once_as_a_warning(
     exporter.wait_ready()
     simulator.set_state("sim-1", "notAuthorized")
     wait_until(lambda: states(exporter.scrape(), "sim-1").get("notAuthorized") == 1.0)
-    time.sleep(2.5)  # more polls in the same state add no line
+    wait_for_polls(exporter, "sim-1", "state", 2)  # more polls in the same state add no line
     lines = [line for line in exporter.log().splitlines() if "instance state changed" in line]
     assert len(lines) == 1, lines
     assert "level=warning" in lines[0]
@@ -112,7 +124,11 @@ def test_an_instance_without_the_journal_has_no_outgoing_series_and_no_up(
     exporter.wait_ready()
     samples = exporter.scrape()
     mine = {metric for (metric, labels), _ in samples.items() if ("name", "sim-1") in labels}
-    assert mine == {"greenapi_instance_state", "greenapi_polls_total"}
+    assert mine == {
+        "greenapi_instance_state",
+        "greenapi_polls_total",
+        "greenapi_fetched_bytes_total",
+    }
     assert {dict(labels)["collector"] for (metric, labels) in samples
             if metric == "greenapi_polls_total"} == {"state"}  # fmt: skip
 
@@ -165,8 +181,18 @@ def test_incoming_messages_are_counted_by_type_after_a_baseline(
     exporter.wait_ready()
     samples = exporter.scrape()
     # Already in the journal at start-up: shown in the window, not counted as new.
-    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage") == 1
-    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage") == 1
+    assert (
+        value(
+            samples, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage"
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage"
+        )
+        == 1
+    )
     assert value(samples, "greenapi_incoming_messages_total", name="sim-1") is None
     assert value(samples, "greenapi_incoming_last_message_timestamp_seconds",
                  name="sim-1") == int(now - 300)  # fmt: skip
@@ -182,7 +208,8 @@ def test_incoming_messages_are_counted_by_type_after_a_baseline(
                           message_type="reactionMessage") else None  # fmt: skip
 
     samples = wait_until(counted)
-    time.sleep(2.5)  # two more polls of the same journal must not count anything again
+    # Two more polls of the same journal must not count anything again.
+    wait_for_polls(exporter, "sim-1", "incoming", 2)
     samples = exporter.scrape()
     total = {dict(labels)["message_type"]: v for (metric, labels), v in samples.items()
              if metric == "greenapi_incoming_messages_total"}  # fmt: skip
@@ -194,20 +221,31 @@ def test_incoming_messages_are_counted_by_type_after_a_baseline(
                  name="sim-1") == int(later)  # fmt: skip
 
 
-def test_an_incoming_type_that_left_the_window_drops_to_zero(
+def test_an_incoming_type_that_a_full_answer_no_longer_holds_drops_to_zero(
     simulator: Simulator, run_exporter: RunExporter
 ) -> None:
     now = time.time()
     simulator.set_incoming("sim-1", [incoming("a", "IMG1", now - 60, "imageMessage")])
-    exporter = run_exporter(config_for(simulator, "sim-1", collect=["incoming"]))
+    exporter = run_exporter(
+        config_for(simulator, "sim-1", collect=["incoming"], resync_interval=0)  # full polls
+    )
     exporter.wait_ready()
     simulator.set_incoming("sim-1", [incoming("a", "TXT1", now - 30)])
     samples = wait_until(
-        lambda: (s := exporter.scrape())
-        and value(s, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage")
-        and s
+        lambda: (
+            (s := exporter.scrape())
+            and value(
+                s, "greenapi_incoming_window_messages", name="sim-1", message_type="textMessage"
+            )
+            and s
+        )
     )
-    assert value(samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage") == 0
+    assert (
+        value(
+            samples, "greenapi_incoming_window_messages", name="sim-1", message_type="imageMessage"
+        )
+        == 0
+    )
 
 
 def test_generated_replies_of_the_simulator_are_counted(run_exporter: RunExporter) -> None:
@@ -232,11 +270,12 @@ def test_incoming_counters_survive_a_restart_with_a_state_file(
     first.wait_ready()
     simulator.set_incoming("sim-1", [incoming("a", "NEW1", time.time() + 1)])
     wait_until(lambda: value(first.scrape(), "greenapi_incoming_messages_total", name="sim-1") == 1)
-    time.sleep(1.5)  # the state saver writes at most once a second
+    counted_at = time.time()
+    wait_until(lambda: written_since(tmp_path / "state.json", counted_at))  # so it holds NEW1
     first.stop()
     second = run_exporter(config)
     second.wait_ready()
-    time.sleep(1.5)
+    wait_for_polls(second, "sim-1", "incoming", 1)  # which must not count NEW1 again
     assert value(second.scrape(), "greenapi_incoming_messages_total", name="sim-1") == 1
 
 
@@ -293,7 +332,8 @@ def test_a_failing_collector_does_not_mark_the_others_down(
     assert states(samples, "sim-1") == {}  # never known
     assert value(samples, "greenapi_send_queue_messages", name="sim-1") == 0.0
     page = exporter.get("/").text
-    assert "state -" in page and "http_5xx" in page
+    assert 'title="no successful request yet">&ndash;</td>' in page  # the state: never known
+    assert "state: 500: GREEN-API server error" in page and 'class="badge down"' not in page
 
 
 def test_a_failing_journal_does_not_stop_the_other_collectors(

@@ -645,7 +645,7 @@ def test_an_unknown_collector_is_refused(tmp_path: Path) -> None:
     assert at(tmp_path, "instances[0].collect[1]") + "unknown collector 'bogus'" in text
 
 
-def test_every_collector_of_the_spec_is_accepted_in_request_order(tmp_path: Path) -> None:
+def test_every_documented_collector_is_accepted_in_request_order(tmp_path: Path) -> None:
     config = load(
         tmp_path, {"instances": [instance(collect=["incoming", "queue", "outgoing", "state"])]}
     )

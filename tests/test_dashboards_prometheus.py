@@ -4,10 +4,15 @@ Starts the demo's simulator (``greenapi-simulator --demo``, in a process of its 
 delivers normally, support-bot loses its authorization while its send queue grows,
 stuck-bot's deliveries stall, max-channel's journal carries no statuses), the exporter with
 the configuration the simulator prints (every collector), and Debian's ``prometheus``
-(scrape and evaluation interval 1 s, prometheus/alerts.yml loaded). Scripted events of the
-story are brought forward through the simulator's control API, and the exporter judges
-deliveries 10 s after the send instead of the demo's 2 minutes; the ``for`` of the alerts in
-SHORT_FOR is shortened likewise. Everything else (traffic, rules, dashboards) is the demo's.
+(scrape and evaluation interval 1 s, prometheus/alerts.yml loaded). The story's events are
+brought forward through the simulator's control API instead of being waited for: stuck-bot's
+stall starts at once; stuck-bot and support-bot send a message a second instead of one in four
+or five, so that the ten judged messages GreenApiDeliveryStalled needs come within seconds and
+support-bot has messages delivered, read and judged within the 20 s before it loses its
+authorization; then its bot queues a burst of messages, so that its queue is over the alert's
+10 at once instead of after 40 s of its traffic. The exporter judges deliveries 10 s after the
+send instead of the demo's 2 minutes; the ``for`` of the alerts in SHORT_FOR is shortened
+likewise. Everything else (traffic of the other instances, rules, dashboards) is the demo's.
 
 The test waits for data by polling Prometheus's API (never a blind sleep), then runs every
 query of every panel, template variable and annotation of grafana/dashboards/ with the
@@ -18,6 +23,7 @@ fire for stuck-bot and no delivery alert for the healthy instances or max-channe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -25,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import ROOT, ExporterProcess, free_port, stop_process, wait_until
 from tests.test_rules import dashboard_queries, recording_names, rule_expressions, used_names
 
 pytestmark = pytest.mark.slow
@@ -57,6 +63,12 @@ DEADLINE = 120.0  # seconds for Prometheus to scrape the demo and see its traffi
 SHORT_FOR = {"GreenApiInstanceNotAuthorized": "5s", "GreenApiSendQueueGrowing": "5s",
              "GreenApiDeliveryStalled": "5s"}  # fmt: skip
 UNDELIVERED_AFTER = "10s"  # the demo's is 2m: the same story, judged sooner
+# The story brought forward (the demo: stuck-bot stalls after 60 s and sends 0.2 messages a
+# second; support-bot sends 0.25, loses its authorization after 30 s, its queue over 10 some
+# 40 s later).
+BUSY_RATE = 1.0  # messages a second of stuck-bot and support-bot
+OUTAGE_START_IN = 20  # seconds of healthy traffic for support-bot before its outage
+OUTAGE_BURST = 15  # messages support-bot's bot queues once it is not authorized
 # Instances whose journal carries statuses: max-channel's has none, so it has no lags and no
 # judged outcomes.
 WITH_STATUSES = DEMO_INSTANCES - {"max-channel"}
@@ -108,13 +120,7 @@ class Process:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 
@@ -135,22 +141,10 @@ class DemoSimulator(Process):
                                 timeout=5)  # fmt: skip
         assert response.status_code == 200, response.text
 
-
-class Exporter(Process):
-    """``python -m exporter`` on a free loopback port, polling the demo simulator like
-    ``--demo`` does (every collector, every 5 s)."""
-
-    def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        config_path = tmp_path / "config.yaml"
-        config_path.write_text(yaml.safe_dump(config))
-        super().__init__([sys.executable, "-m", "exporter", "--config.file", str(config_path),
-                          "--web.listen-address", self.url.removeprefix("http://")],
-                         tmp_path / "exporter.log")  # fmt: skip
-
-    def get(self, path: str) -> requests.Response:
-        self.check()
-        return requests.get(self.url + path, timeout=5)
+    def state(self, instance: str) -> str:
+        """What getStateInstance answers for ``instance`` now."""
+        summary = requests.get(f"{self.url}/_sim/instances/{instance}", timeout=5).json()
+        return str(summary["state"])
 
 
 class Prometheus(Process):
@@ -197,39 +191,44 @@ def has_values(result: list[dict[str, Any]]) -> bool:
     return any(not math.isnan(float(series["value"][1])) for series in result)
 
 
+def query_has_values(prom: Prometheus, expr: str) -> bool:
+    return has_values(prom.query(expr))
+
+
 class Demo:
-    def __init__(self, simulator: DemoSimulator, exporter: Exporter, prometheus: Prometheus) -> None:  # fmt: skip
+    def __init__(self, simulator: DemoSimulator, exporter: ExporterProcess, prometheus: Prometheus) -> None:  # fmt: skip
         self.simulator = simulator
         self.exporter = exporter
         self.prometheus = prometheus
-
-
-def ready(exporter: Exporter) -> Callable[[], bool]:
-    return lambda: exporter.get("/-/ready").status_code == 200
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("dashboards")
     simulator = DemoSimulator(tmp)
-    exporter: Exporter | None = None
+    exporter: ExporterProcess | None = None
     prometheus: Prometheus | None = None
     try:
         wait_until(lambda: requests.get(simulator.url + "/_sim/instances", timeout=2).ok,
                    timeout=30, interval=0.2)  # fmt: skip
-        # The story's events sooner than the demo's 30 s and 60 s: support-bot loses its
-        # authorization once it has sent a few messages, stuck-bot's deliveries stall now
-        # (both for as long as in the demo).
-        simulator.control("support-bot", "outages", {"start_in": 20, "duration": 600})
+        # The story's events sooner than the demo's (see the module's docstring), each for as
+        # long as in the demo.
+        simulator.control("support-bot", "outages",
+                          {"start_in": OUTAGE_START_IN, "duration": 600})  # fmt: skip
         simulator.control("stuck-bot", "stalls", {"start_in": 0, "duration": 1800})
+        for busy in ("stuck-bot", "support-bot"):
+            simulator.control(busy, "rate", {"per_second": BUSY_RATE})
         config = simulator.config
         config["defaults"] = {**config.get("defaults", {}), "poll_interval": "5s",
                               "collect": ["outgoing", "state", "queue", "incoming"],
                               "undelivered_after": UNDELIVERED_AFTER}  # fmt: skip
-        exporter = Exporter(tmp, config)
-        wait_until(ready(exporter), timeout=30, interval=0.2)
+        # The exporter polls the demo simulator like --demo does (every collector, every 5 s);
+        # Prometheus starts once it listens, while its first polls run.
+        exporter = ExporterProcess(tmp, config)
+        exporter.wait_healthy(timeout=30)
         prometheus = Prometheus(tmp, exporter.url.removeprefix("http://"))
         prom = prometheus
+        exporter.wait_ready(timeout=30)
         deadline = time.monotonic() + DEADLINE
 
         def left() -> float:
@@ -243,6 +242,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         # later delivered or read.
         wait_until(lambda: any(s["value"][1] == "1" for s in prom.query(f'up{{job="{JOB}"}}')),
                    timeout=left(), interval=0.5)  # fmt: skip
+        # support-bot's outage begins: what its bot queues now waits.
+        wait_until(lambda: simulator.state("support-bot") == "notAuthorized", timeout=left(),
+                   interval=0.2)  # fmt: skip
+        simulator.control("support-bot", "burst", {"count": OUTAGE_BURST})
         judged = 'sum by (name) (greenapi_outgoing_delivery_outcomes_total{outcome=~"in_time|late|failed"}) > 0'
         for expr, instances in (
             ("sum by (name) (greenapi_outgoing_messages_total) > 0", DEMO_INSTANCES),
@@ -251,8 +254,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             (judged, WITH_STATUSES),
             ("greenapi_outgoing_oldest_undelivered_timestamp_seconds", {"stuck-bot"}),
         ):
-            wait_until(lambda expr=expr, instances=instances: per_instance(expr, instances),
-                       timeout=left(), interval=1)  # fmt: skip
+            wait_until(functools.partial(per_instance, expr, instances), timeout=left(), interval=1)
         # rate()/increase() over $__rate_interval need a few scrapes beyond that window.
         history = f'count_over_time(up{{job="{JOB}"}}[{RATE_INTERVAL + 5}s]) >= {RATE_INTERVAL + 3}'
         wait_until(lambda: prom.query(history), timeout=left(), interval=1)
@@ -283,7 +285,7 @@ def test_every_panel_query_runs_and_returns_data(demo: Demo, uid: str, name: str
             continue
         # A quantile over a 20 s window is NaN while nothing was delivered in it: give the
         # demo's next polls a chance.
-        wait_until(lambda expr=expr: has_values(prom.query(expr)), timeout=30, interval=1)
+        wait_until(functools.partial(query_has_values, prom, expr), timeout=30, interval=1)
 
 
 def test_the_list_of_panels_allowed_to_be_empty_is_current() -> None:
@@ -360,7 +362,7 @@ def test_the_rules_load_and_evaluate_without_errors(demo: Demo) -> None:
 
 def test_every_recording_rule_records_series(demo: Demo) -> None:
     for name in sorted(recording_names()):
-        wait_until(lambda name=name: demo.prometheus.query(name), timeout=30, interval=1)
+        wait_until(functools.partial(demo.prometheus.query, name), timeout=30, interval=1)
 
 
 def test_stuck_bot_deliveries_stall_and_the_alert_fires(demo: Demo) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import exporter
@@ -116,6 +117,7 @@ def test_the_token_secret_is_generated_for_the_mount_and_the_configuration() -> 
     assert sorted(files) == sorted(path.name for path in token_files)
 
 
+@pytest.mark.process
 def test_the_token_files_stay_out_of_git() -> None:
     [generator] = kustomization()["secretGenerator"]
     for entry in generator["files"]:
@@ -162,6 +164,7 @@ def test_the_configmaps_configuration_is_valid(tmp_path: Path) -> None:
     assert config.state_file == "/var/lib/greenapi-exporter/state.json"
 
 
+@pytest.mark.process
 def test_the_prometheus_rule_is_generated_from_the_alert_rules() -> None:
     result = subprocess.run(
         [sys.executable, str(DEPLOY / "make_rule.py"), "--check"], capture_output=True, text=True

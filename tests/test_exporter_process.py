@@ -28,8 +28,8 @@ def msg(id_: str, ts: float, status: str, chat: str = "79001234567@c.us", type_:
 
 
 def config_for(sim: Simulator, **defaults: object) -> dict[str, Any]:
-    defaults = {"poll_interval": "1s", "timeout": "2s", **defaults}
-    return sim.exporter_config(**defaults)
+    settings: dict[str, Any] = {"poll_interval": "1s", "timeout": "2s", **defaults}
+    return sim.exporter_config(**settings)
 
 
 def successful_polls(exporter: ExporterProcess, name: str) -> float:
@@ -163,10 +163,14 @@ class TestScriptedScenario:
         )
         assert sent is not None and 1800 <= time.time() - sent < 1900
 
-    def test_the_window_is_sent_as_minutes(self, scenario: Any) -> None:
+    def test_the_window_is_sent_as_minutes_then_short_polls_ask_for_the_recent_past(
+        self, scenario: Any
+    ) -> None:
         sim, _, _ = scenario
-        log = sim.requests_log("sim-1")
-        assert log and {entry["minutes"] for entry in log} == {"120"}
+        minutes = [int(entry["minutes"]) for entry in sim.requests_log("sim-1")]
+        assert minutes[0] == 120  # the first poll reads the whole window (2h)
+        # Then: the second since the last success + undelivered_after (5m) + 3m, rounded up.
+        assert set(minutes[1:]) <= {9}, minutes
 
     def test_requests_to_one_instance_are_at_least_a_second_apart(self, scenario: Any) -> None:
         sim, _, _ = scenario
@@ -246,7 +250,8 @@ def test_landing_page_lists_instances_and_links(
     exporter.wait_ready()
     page = exporter.get("/")
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-    for name in ("sim-1", "sim-2", "sim-3", "1101000001", 'href="/metrics"', "/probe?target=sim-1"):
+    for name in ("sim-1", "sim-2", "sim-3", "1101000001", 'href="/metrics"', 'href="/config"',
+                 "/probe?target=sim-1"):  # fmt: skip
         assert name in page.text
 
 
@@ -355,3 +360,13 @@ def test_delivery_outcomes_are_judged_undelivered_after_the_send(
         return found if sum(v or 0 for v in found.values()) == 4 else None
 
     assert wait_until(judged) == {"in_time": 1, "late": 1, "failed": 1, "no_status": 1}
+
+
+def test_with_resync_interval_0_every_poll_reads_the_whole_window(
+    simulator: Simulator, run_exporter: RunExporter
+) -> None:
+    exporter = run_exporter(config_for(simulator, window="2h", resync_interval=0))
+    exporter.wait_ready()
+    wait_for_polls(exporter, "sim-1", 2)
+    minutes = {entry["minutes"] for entry in simulator.requests_log("sim-1")}
+    assert minutes == {"120"}

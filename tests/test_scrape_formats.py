@@ -5,10 +5,11 @@ give each a valid exposition that the matching prometheus_client parser accepts.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 import requests
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -24,6 +25,7 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 COLLECT = ["outgoing", "state", "queue", "incoming"]
+Series = set[tuple[str, frozenset[tuple[str, str]]]]  # (name, labels) of greenapi_* samples
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +84,23 @@ def test_no_accept_header_gets_the_text_format(exporter: ExporterProcess) -> Non
 
 
 def test_both_formats_carry_the_same_series(exporter: ExporterProcess) -> None:
-    def series(families: Iterator[object]) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    def series(families: Iterable[Metric]) -> Series:
         return {
             (sample.name, frozenset(sample.labels.items()))
             for family in families
-            for sample in family.samples  # type: ignore[attr-defined]
+            for sample in family.samples
             if sample.name.startswith("greenapi_")
         }
 
-    text = series(parse_text(scrape(exporter, "text/plain").text))
-    openmetrics = series(parse_openmetrics(scrape(exporter, PROMETHEUS_ACCEPT).text))
+    def compared() -> tuple[Series, Series] | None:
+        """(text, OpenMetrics) of two scrapes with no new series between them: a text scrape
+        before and after the OpenMetrics one shows the same series."""
+        before = series(parse_text(scrape(exporter, "text/plain").text))
+        openmetrics = series(parse_openmetrics(scrape(exporter, PROMETHEUS_ACCEPT).text))
+        after = series(parse_text(scrape(exporter, "text/plain").text))
+        return (before, openmetrics) if before == after else None
+
+    text, openmetrics = wait_until(compared)  # the simulator's traffic adds series now and then
     assert text == openmetrics
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 
 from exporter.redaction import redact
@@ -20,6 +21,7 @@ def test_redact_removes_known_tokens_and_any_token_shaped_path_segment() -> None
     assert "zzz" not in redact("url: /waInstance42/getStateInstance/zzz", [])
 
 
+@pytest.mark.process
 def test_no_token_anywhere_with_refused_unauthorised_and_timing_out_instances(
     simulator: Simulator, run_exporter: Any
 ) -> None:

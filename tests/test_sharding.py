@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.cli import UsageError, parse_shard
-from exporter.config import Config, InstanceConfig, Settings, shard_of
+from exporter.config import Config, InstanceConfig, Settings, parse_config, shard_of
 from exporter.simulator import Simulator
 from tests.conftest import ExporterProcess, wait_until
 
@@ -53,6 +53,7 @@ def test_bad_shard_flags_are_refused(index: str, count: str) -> None:
         parse_shard(index, count)
 
 
+@pytest.mark.process
 def test_three_replicas_poll_every_instance_exactly_once(tmp_path: Path) -> None:
     sim = Simulator(instances=10, seed=6, history=600)
     sim.start()
@@ -78,3 +79,14 @@ def test_three_replicas_poll_every_instance_exactly_once(tmp_path: Path) -> None
         for replica in replicas:
             replica.stop()
         sim.stop()
+
+
+def test_a_shard_that_gets_no_instance_says_so() -> None:
+    config = parse_config(
+        {"instances": [{"name": "a", "id_instance": "1101000001", "api_token": "t" * 50}]},
+        "config.yaml", {},
+    )  # fmt: skip
+    mine = shard_of("1101000001", 4)
+    empty = next(index for index in range(4) if index != mine)
+    assert any("polls no instance" in w for w in config.for_shard(empty, 4).warnings)
+    assert not any("polls no instance" in w for w in config.for_shard(mine, 4).warnings)

@@ -297,5 +297,3 @@ def test_delivery_outcomes_are_the_same_even_before_the_fallback(by_send_time: P
     pair = by_send_time
     pair.run(3600 - 120)
     assert pair.tracker("short").outcomes == pair.tracker("full").outcomes
-
-

@@ -308,6 +308,7 @@ def test_state_queue_and_incoming_methods(sim: Simulator) -> None:
     assert incoming and all(e["type"] == "incoming" and "senderId" in e for e in incoming)
 
 
+@pytest.mark.process
 def test_print_config_gives_a_matching_exporter_configuration() -> None:
     output = subprocess.run(
         [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:18080", "--instances", "2",
@@ -321,6 +322,7 @@ def test_print_config_gives_a_matching_exporter_configuration() -> None:
     )
 
 
+@pytest.mark.process
 def test_the_command_refuses_a_non_loopback_address_and_a_taken_port() -> None:
     remote = subprocess.run([sys.executable, "-m", "exporter.simulator", "--listen", "0.0.0.0:18081"],
                             capture_output=True, text=True, timeout=10)  # fmt: skip
@@ -888,6 +890,7 @@ def test_the_help_documents_every_fault_mode_with_its_parameters(
     assert "curl -X PUT 127.0.0.1:8080/_sim/instances/" in text
 
 
+@pytest.mark.process
 def test_python_dash_m_exporter_simulator_prints_the_help() -> None:
     result = subprocess.run([sys.executable, "-m", "exporter.simulator", "--help"],
                             capture_output=True, text=True, timeout=30)  # fmt: skip

@@ -445,8 +445,8 @@ def test_counters_never_decrease_and_gauges_never_go_negative(
         snap = observe(tracker, START + 60 * index, *elements)
         for key, value in previous.messages_total.items():
             assert snap.messages_total[key] >= value
-        for key, value in previous.status_reached.items():
-            assert snap.status_reached[key] >= value
+        for status, reached in previous.status_reached.items():
+            assert snap.status_reached[status] >= reached
         assert snap.forwarded_total >= previous.forwarded_total
         assert snap.delivery_lag.count >= previous.delivery_lag.count
         assert all(
@@ -527,8 +527,9 @@ def test_incoming_state_survives_export_and_restore() -> None:
 def test_restoring_incoming_state_of_the_wrong_shape_changes_nothing() -> None:
     tracker = IncomingTracker(window=86400, baseline_before=None)
     incoming_poll(tracker, T0, received("a", T0))
-    for broken in (None, [], {"messages_total": {}}, {"messages_total": {"x": -1},
-                   "window_types": [], "messages": []}):  # fmt: skip
+    shapes: tuple[object, ...] = (None, [], {"messages_total": {}}, {"messages_total": {"x": -1},
+                                  "window_types": [], "messages": []})  # fmt: skip
+    for broken in shapes:
         with pytest.raises(ValueError):
             tracker.restore(broken)
     assert dict(incoming_poll(tracker, T0 + 1, received("a", T0)).messages_total) == {
@@ -560,3 +561,22 @@ def test_the_incoming_tracker_has_the_same_limit(monkeypatch: pytest.MonkeyPatch
         tracker, int(START) + 100, *(received(f"i{n}", int(START) + n) for n in range(25))
     )
     assert (snap.tracked, snap.dropped) == (10, 15)
+
+
+def test_a_short_answer_at_the_depth_cap_marks_the_window_truncated() -> None:
+    tracker = new_tracker(baseline=None)
+    observe(tracker, START + 10, msg("a", START))
+    journal = journal_from_elements([msg(str(i), START + 20) for i in range(3)])
+    snap = tracker.observe(journal, START + 70, max_messages=3, full=False, since=START - 480)
+    assert snap.window is not None and snap.window.truncated
+
+
+def test_only_a_full_answer_clears_the_truncation() -> None:
+    tracker = new_tracker(baseline=None)
+    many = journal_from_elements([msg(str(i), START) for i in range(3)])
+    tracker.observe(many, START + 10, max_messages=3)
+    few = journal_from_elements([msg("0", START)])
+    snap = tracker.observe(few, START + 70, max_messages=3, full=False, since=START - 480)
+    assert snap.window is not None and snap.window.truncated
+    snap = tracker.observe(few, START + 130, max_messages=3)
+    assert snap.window is not None and not snap.window.truncated

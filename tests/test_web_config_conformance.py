@@ -28,7 +28,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,31 +223,31 @@ def ask(
     """One request, over TLS unless ``tls`` is false, by a client pinned as asked. A client
     certificate refused in TLS 1.3 shows only when reading, so every probe reads the answer."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    tls_facts: dict[str, str | None] = {}
+    tls_facts = Answer()  # what the handshake told: version, cipher, ALPN
     try:
         if tls:
             sock = _client_context(version, ciphers, group, certificate, alpn).wrap_socket(sock)
             cipher = sock.cipher()
-            tls_facts = {"version": sock.version(), "cipher": cipher[0] if cipher else None,
-                         "alpn": sock.selected_alpn_protocol()}  # fmt: skip
-            if tls_facts["alpn"] == "h2":  # an HTTP/2 server: the TLS facts are the answer
-                return Answer(**tls_facts)
+            tls_facts = Answer(version=sock.version(), cipher=cipher[0] if cipher else None,
+                               alpn=sock.selected_alpn_protocol())  # fmt: skip
+            if tls_facts.alpn == "h2":  # an HTTP/2 server: the TLS facts are the answer
+                return tls_facts
         auth = f"Authorization: {authorization}\r\n" if authorization else ""
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n".encode()
         )
         head = _read_head(sock)
     except (OSError, ssl.SSLError):
-        return Answer(**tls_facts)
+        return tls_facts
     finally:
         sock.close()
     if not head:
-        return Answer(**tls_facts)
+        return tls_facts
     status_line, *lines = head.split("\r\n")
     headers = tuple(
         (k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines)
     )
-    return Answer(int(status_line.split()[1]), headers=headers, **tls_facts)
+    return replace(tls_facts, status=int(status_line.split()[1]), headers=headers)
 
 
 def _client_context(
