@@ -50,6 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,8 +69,10 @@ from exporter.journal import journal_from_elements, parse_journal  # noqa: E402
 from exporter.memory import TRIM_AFTER_BYTES, TRIM_MIN_INTERVAL, Allocator  # noqa: E402
 from exporter.poller import InstanceSnapshot  # noqa: E402
 from exporter.schedule import InstanceSchedule, JournalPolicy  # noqa: E402
+from exporter.state import StateFile  # noqa: E402
 from exporter.tracker import (  # noqa: E402
     LAG_BUCKETS,
+    MAX_TRACKED,
     OUTCOMES,
     IncomingSnapshot,
     IncomingTracker,
@@ -604,6 +607,74 @@ def _tracker_bytes(status_of: Callable[[int], str]) -> tuple[float, float]:
     return held / count, rss / count
 
 
+STATE_INSTANCES = 5  # of MAX_TRACKED messages each: a million tracked messages in all
+STATE_CHANGED = 100  # messages a short poll of one instance changes
+
+
+def bench_state_save(repeats: int) -> Row:
+    """What a save of the state file costs after a short poll that changed STATE_CHANGED
+    messages of one instance, against writing the whole state (a compaction, or the first
+    save), with a million tracked messages in the file. Wall time: a save ends with an
+    fdatasync, which is I/O, not CPU."""
+    base = 1_800_000_000
+    trackers = []
+    for instance in range(STATE_INSTANCES):
+        tracker = MessageTracker(window=86400 * 90, undelivered_after=300, baseline_before=None)
+        elements: list[object] = [
+            {"idMessage": f"BAE5{instance:02X}{index:010X}", "chatId": f"7900{index % 5000:07d}@c.us",
+             "timestamp": base + index, "statusMessage": "sent", "typeMessage": "textMessage",
+             "sendByApi": True}
+            for index in range(MAX_TRACKED)
+        ]  # fmt: skip
+        tracker.observe(journal_from_elements(elements), base + MAX_TRACKED, 10**9)
+        trackers.append(tracker)
+    del elements
+    names = [f"bot-{instance}" for instance in range(STATE_INSTANCES)]
+
+    def entry(tracker: MessageTracker, complete: bool) -> dict[str, object]:
+        return {"id_instance": "1", "tracker": tracker.export_changes(complete)}
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "state.json")
+        state, _ = StateFile.open(path, None)
+        try:
+            started = time.perf_counter()
+            state.rewrite([(n, entry(t, True)) for n, t in zip(names, trackers, strict=True)],
+                          abort=lambda: False)  # fmt: skip
+            whole_seconds = time.perf_counter() - started
+            whole_bytes = os.path.getsize(path)
+            seconds: list[float] = []
+            appended: list[int] = []
+            now = base + MAX_TRACKED
+            for step in range(repeats):
+                now += 60
+                first = step * STATE_CHANGED
+                changed: list[object] = [
+                    {"idMessage": f"BAE500{index:010X}", "chatId": f"7900{index % 5000:07d}@c.us",
+                     "timestamp": now - 30, "statusMessage": "delivered",
+                     "typeMessage": "textMessage", "sendByApi": True}
+                    for index in range(first, first + STATE_CHANGED)
+                ]  # fmt: skip
+                trackers[0].observe(journal_from_elements(changed), now, 10**9, full=False,
+                                    since=now - 600)  # fmt: skip
+                size = os.path.getsize(path)
+                started = time.perf_counter()
+                state.append([(names[0], entry(trackers[0], False))], keep=names)
+                seconds.append(time.perf_counter() - started)
+                appended.append(os.path.getsize(path) - size)
+        finally:
+            state.close()
+    save = statistics.median(seconds)
+    return (
+        f"A save of the state file ({STATE_INSTANCES * MAX_TRACKED:,} tracked messages in "
+        f"{STATE_INSTANCES} instances) after a short poll that changed {STATE_CHANGED} of one",
+        f"{save * 1000:.1f} ms, {statistics.median(appended) / 1024:.1f} KiB appended",
+        f"{whole_seconds:.2f} s, {whole_bytes / 2**20:.0f} MiB: the whole state written",
+        f"{save / whole_seconds:.4f}x",
+        "in proportion to what changed",
+    )
+
+
 def _rss_kib(pid: int | str = "self") -> int:
     """VmRSS of a process, in KiB (0 if the kernel does not say)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -1006,6 +1077,7 @@ class SoakStep:
         self.rss_kib: list[int] = []
         self.latencies: list[float] = []
         self.failures: list[str] = []
+        self.tracked = 0  # messages the exporter tracks at the step's end
 
     @property
     def rss(self) -> float:
@@ -1020,7 +1092,18 @@ class SoakStep:
                 f"CPU {self.cpu:5.2f} s ({self.cpu / length * 100:4.1f} % of a core); {len(self.latencies)} scrapes "
                 f"(median {statistics.median(times) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
                 f"max {times[-1] * 1000:.0f} ms), {len(self.failures)} failed; "
-                f"{self.faulty} instances with a fault")  # fmt: skip
+                f"{self.faulty} instances with a fault; {self.tracked:,} tracked messages")  # fmt: skip
+
+
+def _tracked_messages(session: requests.Session, url: str) -> int:
+    """greenapi_exporter_tracked_messages summed over the exporter's instances."""
+    page = session.get(url, timeout=SCRAPE_TIMEOUT, headers={"Accept": "text/plain"}).text
+    return sum(
+        int(float(sample.value))
+        for family in text_string_to_metric_families(page)
+        if family.name == "greenapi_exporter_tracked_messages"
+        for sample in family.samples
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -1086,6 +1169,7 @@ def _observe_soak(child: subprocess.Popen[bytes], url: str, sim: Mapping[str, An
             used = _cpu_seconds(child.pid)
             current.end, current.cpu, cpu_before = step_end - started, used - cpu_before, used
             current.rss_kib.append(_rss_kib(child.pid))
+            current.tracked = _tracked_messages(session, url)
             steps.append(current)
             if step_end >= started + duration - 1e-3:
                 return steps
@@ -1118,8 +1202,8 @@ def _soak_row(steps: Sequence[SoakStep], instances: int, duration: float, step: 
         f"Soak, {duration:.0f} s: {instances} instances, every collector every {SOAK_POLL_INTERVAL}, up to {most} with "
         f"faults (moving every {step:g} s), {scrapes:,} scrapes as Prometheus ({duration / SOAK_SCRAPE_INTERVAL:,.0f} due), "
         f"{len(failures)} failed",
-        f"{last.rss:.1f} MiB RSS, {last.cpu:.1f} s CPU in the last {step:g} s",
-        f"{second.rss:.1f} MiB RSS, {second.cpu:.1f} s CPU in the second {step:g} s",
+        f"{last.rss:.1f} MiB RSS, {last.cpu:.1f} s CPU in the last {step:g} s ({last.tracked:,} tracked messages)",
+        f"{second.rss:.1f} MiB RSS, {second.cpu:.1f} s CPU in the second {step:g} s ({second.tracked:,} tracked)",
         f"{last.rss / second.rss:.2f}x RSS, {last.cpu / second.cpu:.2f}x CPU",
         "<= 1.2x both, no failed scrape",
     )  # fmt: skip
@@ -1199,7 +1283,7 @@ def main() -> int:
     details: list[str] = []
     if not args.no_quick:
         rows += [bench_poll(args.repeats), *bench_short_poll(args.repeats), *bench_render(args.repeats),
-                 *bench_memory()]  # fmt: skip
+                 *bench_memory(), bench_state_save(args.repeats)]  # fmt: skip
     if args.scale:
         progress(f"the fleet: {args.fleet_instances:,} instances, two runs of {args.duration:g} s")
         fleet_rows, fleet_details = bench_fleet(args.fleet_instances, args.fleet_rate, args.fleet_interval,

@@ -191,8 +191,10 @@ def plain(id_message: str, chat_id: str, timestamp: int, status: str) -> dict[st
 def generated(
     count: int, start: float, spacing: float, id_instance: str, chats: Sequence[str]
 ) -> Iterator[dict[str, Any]]:
-    """``count`` plausible messages from ``start`` on, newest first, for the load faults."""
-    rng = random.Random(f"{id_instance}:{count}:{start}")
+    """``count`` plausible messages from ``start`` on, newest first, for the load faults.
+    The same messages (keys and statuses) at every call, as a journal answers: only their
+    timestamps move with ``start``."""
+    rng = random.Random(f"{id_instance}:{count}")
     statuses = ("sent", "delivered", "read", "read")
     for index in reversed(range(count)):
         yield plain(f"BAE5GEN{index:09d}", rng.choice(chats), int(start + index * spacing),
