@@ -231,6 +231,9 @@ def test_a_header_flood_gets_431_and_costs_kilobytes_a_connection(demo: Exporter
         status, seconds = timed_get(demo.url + "/metrics")
     for sock, _ in outcomes:
         sock.close()
+    print(f"server limits: 100 header floods, answers {sorted({a for _, a in outcomes})}, RSS "
+          f"{before / MiB:.0f} -> at most {rss.peak / MiB:.0f} MiB, a scrape meanwhile "
+          f"{seconds * 1000:.0f} ms")  # fmt: skip
     assert {answer for _, answer in outcomes} <= {431, 0}  # 431, or closed before it is read
     assert rss.peak - before < 40 * MiB, f"RSS {before / MiB:.0f} -> {rss.peak / MiB:.0f} MiB"
     assert status == 200 and seconds < 2.0
@@ -319,6 +322,9 @@ def test_200_trickling_connections_hold_no_thread_and_a_scrape_answers_within_2s
         for sock in held:
             sock.close()
     assert status == 200 and seconds < 2.0
+    print(f"server limits: 200 trickling connections, threads {threads_before} -> "
+          f"{threads_during}, descriptors {descriptors_before} -> {descriptors_during}, RSS +"
+          f"{(rss_during - rss_before) / MiB:.1f} MiB")  # fmt: skip
     # Every connection is a descriptor; none is a thread (the demo's simulator may start one).
     assert threads_during <= threads_before + 3, (threads_before, threads_during)
     assert descriptors_during <= descriptors_before + 200 + 10
@@ -398,6 +404,9 @@ def test_at_the_connection_limit_the_polls_keep_their_descriptors(limited: Expor
     finally:
         for sock in held:
             sock.close()
+    print(f"server limits: 600 silent sockets at a file limit of {FILE_LIMIT}, descriptors "
+          f"{descriptors_before} -> {descriptors_during}, a scrape {seconds * 1000:.0f} ms, "
+          f"polls {polls_before:.0f} -> {successful_polls(limited):.0f}")  # fmt: skip
     assert descriptors_during <= descriptors_before + limit + 8 < FILE_LIMIT
     assert status == 200 and seconds < 2.0
     assert successful_polls(limited) > polls_before + 3
@@ -423,6 +432,8 @@ def test_connections_beyond_the_limit_are_closed_at_once_without_spinning(
         for sock in held:
             sock.close()
     limit = connection_limit(FILE_LIMIT, concurrency=8)
+    print(f"server limits: 600 silent sockets at a file limit of {FILE_LIMIT}, {closed} closed at "
+          f"once, CPU {cpu:.2f} s in 2 s, threads {threads_before} -> {threads_during}")  # fmt: skip
     assert closed >= len(held) - limit, f"{closed} of {len(held)} closed"
     assert cpu < 0.5, f"{cpu:.2f} s of CPU in 2 s with {len(held) - closed} connections held"
     assert threads_during <= threads_before + 2
