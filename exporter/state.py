@@ -26,10 +26,10 @@ what still counts (and at least :data:`COMPACT_AT` bytes), the records that coun
 copied, as bytes, into a new file that replaces it atomically (temporary file, fsync,
 rename, fsync of the directory). An instance whose changes since its last complete record
 outweigh that record writes a complete one, so restores stay short too; so does one whose
-journal was just read in full (the tracker rebuilds its messages then). At a million
-tracked messages in one instance, a save after a short poll that changed 100 of them takes
-about 1 ms and appends 13 KiB; a complete record takes 4.6 s (4 s of it the tracker's
-export) and 117 MiB.
+journal was just read in full (the tracker rebuilds its messages then). With a million
+tracked messages in the file, a save after a short poll that changed 100 of them takes about
+1 ms and appends 16 KiB; writing the whole state takes about 4 s (most of it the trackers'
+export) and 107 MiB (docs/performance.md).
 
 *A crash leaves either the previous state or the new one.* A ``kill -9`` during an append
 leaves at most one unfinished last line: it was never shown (the save had not finished),
