@@ -125,7 +125,9 @@ class Answers:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        # A bytearray: appending small chunks to bytes copies the whole buffer each time
+        # (seconds of CPU for a 10 MiB answer through a 4 KiB receive buffer).
+        self.buffer = bytearray()
 
     def _fill(self) -> bool:
         try:
@@ -140,13 +142,16 @@ class Answers:
         while b"\r\n\r\n" not in self.buffer:
             if not self._fill():
                 return 0, b""
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        end = self.buffer.index(b"\r\n\r\n")
+        head = bytes(self.buffer[:end])
+        del self.buffer[: end + 4]
         lines = head.decode("latin-1").split("\r\n")
         length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:])
                       if k.strip().lower() == "content-length")  # fmt: skip
         while len(self.buffer) < length and self._fill():
             pass
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
         return int(lines[0].split()[1]), body
 
 

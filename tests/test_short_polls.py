@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from exporter.client import Fetch
@@ -57,7 +58,7 @@ class InProcessClient:
         instance = self.fleet.instance(id_instance)
         minutes = int(params["minutes"])
         self.minutes.append(minutes)
-        body = json.dumps(instance.journal(self.clock.now, minutes, 5000)).encode()
+        body = orjson.dumps(instance.journal(self.clock.now, minutes, 5000))
         self.received += len(body)
         return Fetch("success", status=200, body=body)
 
