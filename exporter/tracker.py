@@ -223,7 +223,7 @@ class MessageTracker:
             del self._messages[key]
         self._dropped += _drop_oldest(self._messages, MAX_TRACKED, self._forget)
         self._window.invalid = journal.invalid
-        self._stats = self._window.stats(now)
+        self._stats = self._window.stats(now, self._messages)
         return self.snapshot()
 
     def _forget(self, key: str, packed: int) -> None:

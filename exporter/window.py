@@ -64,7 +64,10 @@ class OutgoingWindow:
         self._seen_pairs: set[tuple[str, str]] = set()  # combinations seen stay, at 0
         self._messages = self._by_api = self._forwarded = 0
         self._newest: int | None = None
-        self._sending: dict[str, int] = {}  # counted messages still sent/pending → timestamp
+        # The counted messages still sent or pending, in the order they were counted: keys
+        # alone (a dict, which keeps that order); their times are read from the tracker's
+        # packed integers when needed. Holding the times here too cost 32 B a message.
+        self._sending: dict[str, None] = {}
         self.truncated = False
         self.invalid = 0
 
@@ -89,7 +92,7 @@ class OutgoingWindow:
         if self._newest is None or timestamp > self._newest:
             self._newest = timestamp
         if _sending(packed):
-            self._sending[key] = timestamp
+            self._sending[key] = None
 
     def remove(self, key: str, packed: int) -> None:
         """Stop counting a message (before it changes, or as it leaves)."""
@@ -140,17 +143,17 @@ class OutgoingWindow:
                 self.add(key, packed)
         return forget
 
-    def stats(self, now: float) -> WindowStats:
+    def stats(self, now: float, messages: Mapping[str, int]) -> WindowStats:
         """The gauges as of ``now``: undelivered means sent or pending for longer than
-        ``undelivered_after``."""
+        ``undelivered_after``. ``messages``: the tracker's, every counted message in it."""
         undelivered_before = now - self.undelivered_after
         young = 0
-        for timestamp in map(self._sending.__getitem__, reversed(self._sending)):
+        for timestamp in (p.last_timestamp(messages[key]) for key in reversed(self._sending)):
             if timestamp < undelivered_before - SLACK:
                 break
             young += timestamp >= undelivered_before
         oldest: int | None = None
-        for timestamp in self._sending.values():
+        for timestamp in (p.last_timestamp(messages[key]) for key in self._sending):
             if oldest is not None and timestamp >= oldest + SLACK:
                 break
             if oldest is None or timestamp < oldest:
