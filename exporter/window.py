@@ -46,6 +46,13 @@ class WindowStats:
     invalid: int
 
 
+# A message's status and type as one number: the 9 bits from STATUS_SHIFT (the type's field
+# follows the status's).
+_TYPE_OFFSET = p.TYPE_SHIFT - p.STATUS_SHIFT
+_DESCRIPTION_CODE = (1 << (_TYPE_OFFSET + 5)) - 1
+assert _TYPE_OFFSET == 4
+
+
 def _sending(packed: int) -> bool:
     return (packed >> p.STATUS_SHIFT) & 0xF in _SENDING_CODES
 
@@ -127,20 +134,47 @@ class OutgoingWindow:
 
     def rebuild(self, messages: dict[str, int], now: float, present: set[str]) -> list[str]:
         """Count everything again, exactly (at full polls, after a reload, a restore or a
-        clock that went back); the same keys to forget as :meth:`advance`."""
+        clock that went back); the same keys to forget as :meth:`advance`.
+
+        What :meth:`add` does for each message, in one loop over the packed integers: the
+        status and type are counted by their 9 bits of code and named once at the end (a
+        full poll of 5,000 messages spent a third of its CPU here, message by message)."""
         cutoff = now - self.window
         self._cutoff = cutoff
         self._valid = True
-        self._counts = dict.fromkeys(self._seen_pairs, 0)
-        self._messages = self._by_api = self._forwarded = 0
-        self._newest = None
-        self._sending = {}
-        forget = []
+        by_code: dict[int, int] = {}
+        sending: dict[str, None] = {}
+        forget: list[str] = []
+        total = by_api = forwarded = 0
+        newest: int | None = None
         for key, packed in messages.items():
-            if p.last_timestamp(packed) < cutoff and key not in present:
-                forget.append(key)
-            else:
-                self.add(key, packed)
+            timestamp = packed >> p.LAST_SHIFT
+            if timestamp < cutoff:
+                if key not in present:
+                    forget.append(key)
+                continue
+            if packed & p.ABSENT:
+                continue
+            code = (packed >> p.STATUS_SHIFT) & _DESCRIPTION_CODE
+            by_code[code] = by_code.get(code, 0) + 1
+            total += 1
+            if packed & p.BY_API:
+                by_api += 1
+            if packed & p.FORWARDED:
+                forwarded += 1
+            if newest is None or timestamp > newest:
+                newest = timestamp
+            if (code & 0xF) in _SENDING_CODES:
+                sending[key] = None
+        counts = dict.fromkeys(self._seen_pairs, 0)
+        for code, count in by_code.items():
+            pair = (p.STATUSES[code & 0xF], p.MESSAGE_TYPES[code >> _TYPE_OFFSET])
+            counts[pair] = count
+            self._seen_pairs.add(pair)
+        self._counts = counts
+        self._messages, self._by_api, self._forwarded = total, by_api, forwarded
+        self._newest = newest
+        self._sending = sending
         return forget
 
     def stats(self, now: float, messages: Mapping[str, int]) -> WindowStats:
