@@ -1011,6 +1011,7 @@ def _timed_scrape(
 SOAK_SCRAPE_INTERVAL = 0.1  # ten scrapes a second
 SOAK_POLL_INTERVAL = "5s"  # so that ten minutes hold 120 polls of each collector
 SOAK_TIMEOUT = "5s"
+SOAK_UNDELIVERED_AFTER = "30s"  # with --soak-window: shorter than any window allowed
 SOAK_FAULT_SHIFT = 7  # coprime with len(SOAK_FAULTS): every instance meets every fault in turn
 Fault = tuple[str, str | None, dict[str, object]]  # mode, method (None: every method), params
 SOAK_FAULTS: tuple[Fault | None, ...] = (
@@ -1123,7 +1124,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_soak(duration: float, instances: int, step: float) -> tuple[Row, list[str]]:
+def bench_soak(duration: float, instances: int, step: float, window: str | None = None) -> tuple[Row, list[str]]:  # fmt: skip
     """``greenapi-exporter`` on its own command line polling ``instances`` simulated busy
     instances with every collector, two in three with a fault that moves on at every step,
     scraped SOAK_SCRAPE_INTERVAL apart with Prometheus's Accept headers (2 and 3, in turn)
@@ -1131,7 +1132,10 @@ def bench_soak(duration: float, instances: int, step: float) -> tuple[Row, list[
     processes, sims = start_simulators([instances], BUSY_RATE, rate_limit=True)
     sim = sims[0]
     document = {
-        "defaults": {"poll_interval": SOAK_POLL_INTERVAL, "timeout": SOAK_TIMEOUT, "collect": list(COLLECTORS)},
+        "defaults": {"poll_interval": SOAK_POLL_INTERVAL, "timeout": SOAK_TIMEOUT, "collect": list(COLLECTORS),
+                     # A short window: the tracked messages stop growing within it, so that
+                     # what still grows after is what the exporter keeps and should not.
+                     **({"window": window, "undelivered_after": SOAK_UNDELIVERED_AFTER} if window else {})},
         "instances": [{"name": i["name"], "id_instance": i["id_instance"], "api_token": i["token"],
                        "api_url": sim["url"]} for i in sim["instances"]],
     }  # fmt: skip
@@ -1250,6 +1254,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="also run the soak: instances with faults, scraped 10 times a second")  # fmt: skip
     soak.add_argument("--soak-duration", type=float, default=600.0, metavar="SECONDS")
     soak.add_argument("--soak-instances", type=int, default=30, metavar="N")
+    soak.add_argument("--soak-window", metavar="DURATION",
+                      help="the instances' window (e.g. 1m: the tracked messages stop growing "
+                           "after it; default: the exporter's, 24 h)")  # fmt: skip
     soak.add_argument("--soak-step", type=float, default=60.0, metavar="SECONDS",
                       help="how often RSS and CPU are sampled and the faults move (default 60)")  # fmt: skip
     demo = parser.add_argument_group("the demo (--demo-memory)")
@@ -1303,7 +1310,9 @@ def main() -> int:
         details += fleet_details
     if args.soak:
         progress(f"the soak: {args.soak_instances} instances for {args.soak_duration:g} s")
-        row, lines = bench_soak(args.soak_duration, args.soak_instances, args.soak_step)
+        row, lines = bench_soak(
+            args.soak_duration, args.soak_instances, args.soak_step, args.soak_window
+        )
         rows.append(row)
         details += lines
     if args.demo_memory:
