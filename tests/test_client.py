@@ -13,7 +13,6 @@ import email.utils
 import os
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -29,7 +28,7 @@ from hypothesis import strategies as st
 
 from exporter import __version__
 from exporter.client import RESULTS, Fetch, GreenApiClient, parse_retry_after
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, self_signed_certificate, wait_until
 
 TOKEN = "d75b3a66374942c5b3c019c698abc2067e151558acbd4123ab"
 TIMEOUT = 1.0
@@ -260,15 +259,7 @@ def test_a_tls_handshake_sent_a_byte_at_a_time_is_cut_at_the_deadline(
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "server.crt", directory / "server.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_a_body_sent_a_byte_at_a_time_over_tls_is_cut_at_the_deadline(
