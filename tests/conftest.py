@@ -148,15 +148,22 @@ def free_port() -> int:
     lowest_ephemeral = _lowest_ephemeral_port()
     while True:
         port = _random_ports.randrange(10000, lowest_ephemeral)
+        if port in _handed_out:
+            continue  # free now, but given to a program that may not have bound it yet
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue  # taken: another
+        _handed_out.add(port)
         return port
 
 
 _random_ports = random.Random()
+# Ports free_port has returned in this process. A test that starts dozens of servers at once
+# (tests/test_web_config_conformance.py) could otherwise draw one port twice: the second
+# server then fails with "Address already in use".
+_handed_out: set[int] = set()
 
 
 def _lowest_ephemeral_port() -> int:
